@@ -1,0 +1,153 @@
+//! The one error type of the service and how each error looks on the wire.
+//!
+//! Every error body is exactly `{"code": <int>, "message": "<text>"}`. Internal
+//! causes never reach the client: they are logged once, here, with their chain.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("missing or invalid signature")]
+    BadSignature,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("Player is invalid")]
+    PlayerNotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("Player has not enough funds to process an action")]
+    InsufficientFunds,
+    #[error("a rollback cannot reverse another rollback")]
+    RollbackOfRollback,
+    #[error("player is blocked or self-excluded")]
+    PlayerBlocked,
+    #[error("currency does not match the player's currency")]
+    CurrencyMismatch,
+    #[error("too many requests")]
+    RateLimited,
+    #[error("database unavailable, safe to retry with the same ids")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::BadSignature => StatusCode::FORBIDDEN,
+            AppError::RouteNotFound | AppError::PlayerNotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::InsufficientFunds
+            | AppError::RollbackOfRollback
+            | AppError::PlayerBlocked
+            | AppError::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `code` of the error body: a wallet error code where the contract
+    /// defines one, the HTTP status otherwise.
+    pub fn code(&self) -> u16 {
+        match self {
+            AppError::InsufficientFunds => 100,
+            AppError::PlayerNotFound => 101,
+            AppError::RollbackOfRollback => 102,
+            AppError::PlayerBlocked => 110,
+            AppError::CurrencyMismatch => 154,
+            other => other.status().as_u16(),
+        }
+    }
+
+    pub fn bad_request(field: &str, problem: impl std::fmt::Display) -> AppError {
+        AppError::BadRequest(format!("{field}: {problem}"))
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> AppError {
+        AppError::Internal(cause.into())
+    }
+}
+
+/// Database errors become domain errors by constraint name; connection
+/// trouble becomes 503 so that callers retry with the same ids.
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => return AppError::Unavailable(err),
+            sqlx::Error::Database(db) => {
+                if db.constraint() == Some("players_balance_check") {
+                    return AppError::InsufficientFunds;
+                }
+                // Another player's request claimed the same action_id between our
+                // lookup and our insert (same-player requests are serialised by the
+                // row lock, so this is always a foreign id).
+                if db.is_unique_violation() && db.table().is_some_and(|t| t.starts_with("actions"))
+                {
+                    return AppError::Conflict("action_id belongs to another player".into());
+                }
+                // Connection-level failures reported by the server: admin shutdown,
+                // crash recovery, too many connections, cannot connect now.
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300")
+                {
+                    return AppError::Unavailable(err);
+                }
+            }
+            _ => {}
+        }
+        AppError::Internal(err.into())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: u16,
+    message: &'a str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match &self {
+            AppError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error")
+            }
+            AppError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let body = Json(ErrorBody {
+            code: self.code(),
+            message: &message,
+        });
+        let mut response = (self.status(), body).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
+    }
+}
+
+/// The error code of a response, left in its extensions for metrics and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub u16);
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,85 @@
+//! HTTP plumbing shared by every route: the JSON body extractor, back-office
+//! authentication, and JSON answers for unknown routes and methods.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::AppState;
+
+/// A JSON body whose rejection is a contract error naming the bad field.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::PayloadTooLarge
+                } else {
+                    AppError::BadRequest("could not read the request body".into())
+                }
+            })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Deserialises `bytes` as one JSON value and nothing after it, naming the
+/// field at fault in the error (`body` when the JSON itself is malformed).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
+        let field = match error.path().to_string() {
+            path if path == "."
+                || path == "?"
+                || error.inner().is_syntax()
+                || error.inner().is_eof() =>
+            {
+                "body".to_string()
+            }
+            path => path,
+        };
+        AppError::bad_request(&field, error.into_inner())
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| AppError::bad_request("body", error))?;
+    Ok(value)
+}
+
+/// Middleware: the back office authenticates with `Authorization: Bearer <token>`.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
+            next.run(request).await
+        }
+        _ => AppError::Unauthorized.into_response(),
+    }
+}
+
+pub async fn route_not_found() -> AppError {
+    AppError::RouteNotFound
+}
+
+pub async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}

@@ -1,0 +1,70 @@
+//! The ledger: provider actions applied to player balances, exactly once.
+//!
+//! - `rules`: the money rules, in memory and free of I/O.
+//! - `process`: the hot path that locks a player, runs the rules and writes
+//!   the outcome in one batched statement.
+//! - `partitions`: keeps the monthly ledger partitions ahead of the clock.
+
+pub mod partitions;
+pub mod process;
+pub mod rules;
+
+use uuid::Uuid;
+
+use crate::domain::{Amount, Currency, EntryKind, UserId};
+
+pub use process::{balance_of, process_batch, Outcome};
+
+/// One provider action, as validated at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Bet { id: Uuid, amount: Amount },
+    Win { id: Uuid, amount: Amount },
+    Rollback { id: Uuid, original: Uuid },
+}
+
+impl Action {
+    pub fn id(&self) -> Uuid {
+        match *self {
+            Action::Bet { id, .. } | Action::Win { id, .. } | Action::Rollback { id, .. } => id,
+        }
+    }
+
+    /// The parameters a repeat of this action must match: kind, amount and original.
+    pub fn parts(&self) -> (EntryKind, Option<i64>, Option<Uuid>) {
+        match *self {
+            Action::Bet { amount, .. } => (EntryKind::Bet, Some(amount.minor_units()), None),
+            Action::Win { amount, .. } => (EntryKind::Win, Some(amount.minor_units()), None),
+            Action::Rollback { original, .. } => (EntryKind::Rollback, None, Some(original)),
+        }
+    }
+}
+
+/// A provider request: ordered actions for one player, applied all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub user_id: UserId,
+    pub currency: Currency,
+    pub game: Option<String>,
+    pub game_id: Option<String>,
+    pub actions: Vec<Action>,
+}
+
+impl Batch {
+    /// Every action id the rules may need to look up: the actions themselves
+    /// and the originals their rollbacks name.
+    pub fn referenced_ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .actions
+            .iter()
+            .flat_map(|action| match *action {
+                Action::Rollback { id, original } => [Some(id), Some(original)],
+                other => [Some(other.id()), None],
+            })
+            .flatten()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}

@@ -1,0 +1,139 @@
+//! A real-money wallet and player-account service for online casinos.
+//!
+//! - [`provider`]: the HMAC-signed provider API (bets, wins, rollbacks).
+//! - [`ledger`]: the money rules and the hot path that applies them.
+//! - [`players`]: the back office: players, deposits, withdrawals, history.
+//! - [`ops`]: health endpoints.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod ops;
+pub mod players;
+pub mod provider;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::{middleware, Router};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+use tokio::net::TcpListener;
+
+use config::Settings;
+use provider::signature::{SigningKeys, MAX_BODY_BYTES};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub signing: Arc<SigningKeys>,
+    pub admin_token: Arc<str>,
+    /// The operator whose players this instance serves.
+    pub operator: i16,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
+        AppState {
+            pool,
+            signing: Arc::new(SigningKeys::new(hmac_secrets)),
+            admin_token: admin_token.into(),
+            operator: domain::DEFAULT_OPERATOR,
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let back_office = players::routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        http::require_admin,
+    ));
+    Router::new()
+        .merge(provider::routes(state.clone()))
+        .merge(back_office)
+        .merge(ops::routes())
+        .fallback(http::route_not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Creates the database if it does not exist and applies the migrations.
+pub async fn prepare_database(database_url: &str) -> anyhow::Result<()> {
+    if !Postgres::database_exists(database_url)
+        .await
+        .context("cannot reach Postgres")?
+    {
+        Postgres::create_database(database_url)
+            .await
+            .context("cannot create the database")?;
+        tracing::info!("created the database");
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await?;
+    sqlx::migrate!()
+        .run(&pool)
+        .await
+        .context("migrations failed")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Connects the pool the service runs on.
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.pool_size)
+        .min_connections(settings.pool_size.min(4))
+        .acquire_timeout(settings.acquire_timeout)
+        .connect(&settings.database_url)
+        .await
+        .context("cannot connect to the database")
+}
+
+/// Prepares the database, then serves until SIGTERM or SIGINT, finishing the
+/// requests in flight before closing the pool.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    prepare_database(&settings.database_url).await?;
+    let pool = connect(&settings).await?;
+    ledger::partitions::ensure_ahead(&pool)
+        .await
+        .context("cannot create ledger partitions")?;
+    ledger::partitions::spawn_maintenance(pool.clone());
+
+    let listener = TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.addr))?;
+    let state = AppState::new(pool.clone(), &settings.hmac_secrets, &settings.admin_token);
+    tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped accepting; requests in flight finished; closing the pool");
+    pool.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        term.recv().await;
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,284 @@
+//! Player accounts, back-office money movements and the transaction history,
+//! in SQL. Deposits and withdrawals take the same player row lock as the
+//! provider hot path, so every balance change is serialised per player.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
+use crate::error::{AppError, AppResult};
+use crate::ledger::process::lock_player;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlayerView {
+    pub user_id: String,
+    pub currency: String,
+    pub balance: i64,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Creates a player; an existing one with the same currency is returned as it
+/// is (`created == false`), one with another currency is a conflict.
+pub async fn create_player(
+    pool: &PgPool,
+    operator: i16,
+    user_id: &UserId,
+    currency: &Currency,
+) -> AppResult<(PlayerView, bool)> {
+    let created = sqlx::query_as!(
+        PlayerView,
+        r#"INSERT INTO players (operator_id, user_id, currency) VALUES ($1, $2, $3)
+           ON CONFLICT (operator_id, user_id) DO NOTHING
+           RETURNING user_id, currency, balance, status, created_at"#,
+        operator,
+        user_id.as_str(),
+        currency.as_str(),
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some(player) = created {
+        return Ok((player, true));
+    }
+    let existing = find_player(pool, operator, user_id).await?;
+    if existing.currency != currency.as_str() {
+        return Err(AppError::Conflict(format!(
+            "player exists with currency {}",
+            existing.currency
+        )));
+    }
+    Ok((existing, false))
+}
+
+pub async fn find_player(pool: &PgPool, operator: i16, user_id: &UserId) -> AppResult<PlayerView> {
+    sqlx::query_as!(
+        PlayerView,
+        r#"SELECT user_id, currency, balance, status, created_at
+           FROM players WHERE operator_id = $1 AND user_id = $2"#,
+        operator,
+        user_id.as_str(),
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(AppError::PlayerNotFound)
+}
+
+/// Blocks, self-excludes or reactivates a player. Bets are refused (code 110)
+/// unless the player is active; wins and rollbacks are always accepted.
+pub async fn set_status(
+    pool: &PgPool,
+    operator: i16,
+    user_id: &UserId,
+    status: PlayerStatus,
+) -> AppResult<PlayerView> {
+    sqlx::query_as!(
+        PlayerView,
+        r#"UPDATE players SET status = $3, updated_at = now()
+           WHERE operator_id = $1 AND user_id = $2
+           RETURNING user_id, currency, balance, status, created_at"#,
+        operator,
+        user_id.as_str(),
+        status.as_str(),
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(AppError::PlayerNotFound)
+}
+
+/// The answer to a deposit or withdrawal, stored with its idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Payment {
+    pub tx_id: Uuid,
+    pub balance: i64,
+}
+
+/// A deposit or withdrawal, applied at most once per idempotency key.
+///
+/// The key, a fingerprint of the request and the response are written in the
+/// same transaction as the money movement, under the player's row lock, so a
+/// repeat either sees all of it or none of it. Returns the payment and
+/// whether it is a replay of an earlier request.
+pub async fn move_money(
+    pool: &PgPool,
+    operator: i16,
+    user_id: &UserId,
+    kind: EntryKind,
+    amount: Amount,
+    idempotency_key: &str,
+) -> AppResult<(Payment, bool)> {
+    let change = match kind {
+        EntryKind::Deposit => amount.minor_units(),
+        EntryKind::Withdrawal => -amount.minor_units(),
+        other => unreachable!("not a back-office movement: {other:?}"),
+    };
+    let fingerprint = format!("{}:{}", kind.as_str(), amount);
+
+    let mut tx = pool.begin().await?;
+    let player = lock_player(&mut tx, operator, user_id)
+        .await?
+        .ok_or(AppError::PlayerNotFound)?;
+    let earlier = sqlx::query!(
+        r#"SELECT request_fingerprint, tx_id, balance_after
+           FROM idempotency_keys WHERE player_id = $1 AND idempotency_key = $2"#,
+        player.id,
+        idempotency_key,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(earlier) = earlier {
+        if earlier.request_fingerprint != fingerprint {
+            return Err(AppError::Conflict(
+                "Idempotency-Key was already used for another request".into(),
+            ));
+        }
+        return Ok((
+            Payment {
+                tx_id: earlier.tx_id,
+                balance: earlier.balance_after,
+            },
+            true,
+        ));
+    }
+
+    let balance_after = player.balance + change;
+    if balance_after < 0 {
+        return Err(AppError::InsufficientFunds);
+    }
+    let payment = Payment {
+        tx_id: Uuid::now_v7(),
+        balance: balance_after,
+    };
+    let seq = player.last_seq + 1;
+    sqlx::query!(
+        r#"
+        WITH entry AS (
+            INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before, balance_after)
+            VALUES ($1, $2, clock_timestamp(), $3, $4::text::entry_kind, $5, $6, $7)
+        ),
+        key AS (
+            INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint, tx_id, balance_after)
+            VALUES ($1, $8, $9, $3, $7)
+        )
+        UPDATE players SET balance = $7, last_seq = $2, updated_at = clock_timestamp() WHERE id = $1
+        "#,
+        player.id,
+        seq,
+        payment.tx_id,
+        kind.as_str(),
+        amount.minor_units(),
+        player.balance,
+        balance_after,
+        idempotency_key,
+        fingerprint,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((payment, false))
+}
+
+/// One row of a player's transaction history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub tx_id: Uuid,
+    pub kind: EntryKind,
+    pub amount: i64,
+    pub balance_change: i64,
+    pub balance_after: i64,
+    pub action_id: Option<Uuid>,
+    pub game_id: Option<String>,
+    pub rolled_back: bool,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip)]
+    seq: i64,
+}
+
+/// Position in a player's history, newest first: (created_at, seq) of the
+/// last row returned. Opaque to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    created_at: DateTime<Utc>,
+    seq: i64,
+}
+
+impl HistoryCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}",
+            self.created_at.timestamp_micros(),
+            self.seq
+        ))
+    }
+
+    pub fn decode(text: &str) -> Option<HistoryCursor> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
+        let (micros, seq) = raw.split_once(':')?;
+        Some(HistoryCursor {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+/// A page of a player's ledger, newest first, by keyset on the ledger's
+/// primary key `(player_id, created_at, seq)`.
+pub async fn history(
+    pool: &PgPool,
+    operator: i16,
+    user_id: &UserId,
+    limit: i64,
+    after: Option<HistoryCursor>,
+) -> AppResult<(Vec<HistoryEntry>, Option<HistoryCursor>)> {
+    let player_id = sqlx::query_scalar!(
+        "SELECT id FROM players WHERE operator_id = $1 AND user_id = $2",
+        operator,
+        user_id.as_str()
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(AppError::PlayerNotFound)?;
+    let rows = sqlx::query_as!(
+        HistoryEntry,
+        r#"SELECT l.tx_id, l.kind AS "kind: EntryKind", l.amount,
+                  l.balance_after - l.balance_before AS "balance_change!",
+                  l.balance_after, l.action_id, l.game_id,
+                  (l.kind IN ('bet', 'win') AND a.reversed_by IS NOT NULL) AS "rolled_back!",
+                  l.created_at, l.seq
+           FROM ledger l
+           LEFT JOIN actions a ON a.action_id = l.action_id
+           WHERE l.player_id = $1
+             AND ($2::timestamptz IS NULL OR (l.created_at, l.seq) < ($2, $3))
+           ORDER BY l.created_at DESC, l.seq DESC
+           LIMIT $4"#,
+        player_id,
+        after.map(|c| c.created_at),
+        after.map(|c| c.seq).unwrap_or(0),
+        limit + 1,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(page(rows, limit, |last| HistoryCursor {
+        created_at: last.created_at,
+        seq: last.seq,
+    }))
+}
+
+/// Cuts a `limit + 1` fetch to `limit` rows, with a cursor when more remain.
+pub fn page<T, C>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor_of: impl Fn(&T) -> C,
+) -> (Vec<T>, Option<C>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(&cursor_of);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
