@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{DatabaseArgs, ServeArgs};
 
 #[derive(Parser)]
-#[command(
-    name = "wallet",
-    version,
-    about = "Real-money wallet and player-account service"
-)]
+#[command(name = "wallet", version, about = "Real-money wallet and player-account service")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,10 +24,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => crate::serve(args.settings()?).await,
@@ -50,18 +43,11 @@ pub fn main() -> ExitCode {
 /// JSON logs by default; `LOG_FORMAT=text` for people at a terminal.
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "text") {
         builder.init();
     } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(false).init();
     }
 }

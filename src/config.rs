@@ -10,11 +10,7 @@ use anyhow::bail;
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@localhost:5432/wallet"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@localhost:5432/wallet")]
     pub database_url: String,
 }
 
@@ -28,12 +24,7 @@ pub struct ServeArgs {
     pub wallet_addr: SocketAddr,
 
     /// Comma-separated active provider secrets (defaults to `test` on loopback only).
-    #[arg(
-        long,
-        env = "HMAC_SECRETS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
+    #[arg(long, env = "HMAC_SECRETS", value_delimiter = ',', hide_env_values = true)]
     pub hmac_secrets: Option<Vec<String>>,
 
     /// Back-office bearer token (defaults to `admin` on loopback only).
@@ -65,12 +56,8 @@ impl ServeArgs {
     /// address: a service reachable from elsewhere must be given real secrets.
     pub fn settings(self) -> anyhow::Result<Settings> {
         let loopback = self.wallet_addr.ip().is_loopback();
-        let secrets: Vec<String> = self
-            .hmac_secrets
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect();
+        let secrets: Vec<String> =
+            self.hmac_secrets.unwrap_or_default().into_iter().filter(|s| !s.is_empty()).collect();
         let hmac_secrets = match (secrets.is_empty(), loopback) {
             (false, _) => secrets,
             (true, true) => vec!["test".to_string()],

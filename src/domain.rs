@@ -100,9 +100,7 @@ impl TryFrom<String> for Currency {
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
         let well_formed = (3..=10).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            && value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if well_formed {
             Ok(Currency(value))
         } else {
@@ -197,10 +195,7 @@ mod tests {
     fn amounts_outside_the_contract_are_rejected() {
         assert!(Amount::try_from(-1).is_err());
         assert!(Amount::try_from(MAX_AMOUNT + 1).is_err());
-        assert_eq!(
-            Amount::try_from(MAX_AMOUNT).unwrap().minor_units(),
-            MAX_AMOUNT
-        );
+        assert_eq!(Amount::try_from(MAX_AMOUNT).unwrap().minor_units(), MAX_AMOUNT);
         assert!(Amount::positive(0).is_err());
     }
 

@@ -101,16 +101,12 @@ impl From<sqlx::Error> for AppError {
                 // Another player's request claimed the same action_id between our
                 // lookup and our insert (same-player requests are serialised by the
                 // row lock, so this is always a foreign id).
-                if db.is_unique_violation() && db.table().is_some_and(|t| t.starts_with("actions"))
-                {
+                if db.is_unique_violation() && db.table().is_some_and(|t| t.starts_with("actions")) {
                     return AppError::Conflict("action_id belongs to another player".into());
                 }
                 // Connection-level failures reported by the server: admin shutdown,
                 // crash recovery, too many connections, cannot connect now.
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300")
-                {
+                if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300") {
                     return AppError::Unavailable(err);
                 }
             }
@@ -136,10 +132,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
             _ => {}
         }
-        let body = Json(ErrorBody {
-            code: self.code(),
-            message: &message,
-        });
+        let body = Json(ErrorBody { code: self.code(), message: &message });
         let mut response = (self.status(), body).into_response();
         response.extensions_mut().insert(ErrorCode(self.code()));
         response

@@ -20,15 +20,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::PayloadTooLarge
-                } else {
-                    AppError::BadRequest("could not read the request body".into())
-                }
-            })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest("could not read the request body".into())
+            }
+        })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -38,30 +36,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
-        let field = match error.path().to_string() {
-            path if path == "."
-                || path == "?"
-                || error.inner().is_syntax()
-                || error.inner().is_eof() =>
-            {
-                "body".to_string()
-            }
-            path => path,
+        let inner = error.inner();
+        let path = error.path().to_string();
+        let parent = if path == "." || path == "?" { None } else { Some(path) };
+        let message = inner.to_string();
+        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+        let field = match (parent, missing) {
+            // serde reports a missing field at its parent; name the field itself.
+            (parent, Some(name)) => parent.map_or(name.to_string(), |p| format!("{p}.{name}")),
+            (Some(path), None) if !inner.is_syntax() && !inner.is_eof() => path,
+            _ => "body".to_string(),
         };
         AppError::bad_request(&field, error.into_inner())
     })?;
-    deserializer
-        .end()
-        .map_err(|error| AppError::bad_request("body", error))?;
+    deserializer.end().map_err(|error| AppError::bad_request("body", error))?;
     Ok(value)
 }
 
 /// Middleware: the back office authenticates with `Authorization: Bearer <token>`.
-pub async fn require_admin(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(AUTHORIZATION)

@@ -51,10 +51,8 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
-    let back_office = players::routes().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        http::require_admin,
-    ));
+    let back_office =
+        players::routes().route_layer(middleware::from_fn_with_state(state.clone(), http::require_admin));
     Router::new()
         .merge(provider::routes(state.clone()))
         .merge(back_office)
@@ -67,23 +65,12 @@ pub fn app(state: AppState) -> Router {
 
 /// Creates the database if it does not exist and applies the migrations.
 pub async fn prepare_database(database_url: &str) -> anyhow::Result<()> {
-    if !Postgres::database_exists(database_url)
-        .await
-        .context("cannot reach Postgres")?
-    {
-        Postgres::create_database(database_url)
-            .await
-            .context("cannot create the database")?;
+    if !Postgres::database_exists(database_url).await.context("cannot reach Postgres")? {
+        Postgres::create_database(database_url).await.context("cannot create the database")?;
         tracing::info!("created the database");
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(database_url)
-        .await?;
-    sqlx::migrate!()
-        .run(&pool)
-        .await
-        .context("migrations failed")?;
+    let pool = PgPoolOptions::new().max_connections(1).connect(database_url).await?;
+    sqlx::migrate!().run(&pool).await.context("migrations failed")?;
     pool.close().await;
     Ok(())
 }
@@ -104,9 +91,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     prepare_database(&settings.database_url).await?;
     let pool = connect(&settings).await?;
-    ledger::partitions::ensure_ahead(&pool)
-        .await
-        .context("cannot create ledger partitions")?;
+    ledger::partitions::ensure_ahead(&pool).await.context("cannot create ledger partitions")?;
     ledger::partitions::spawn_maintenance(pool.clone());
 
     let listener = TcpListener::bind(settings.addr)
@@ -114,9 +99,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let state = AppState::new(pool.clone(), &settings.hmac_secrets, &settings.admin_token);
     tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped accepting; requests in flight finished; closing the pool");
     pool.close().await;
     Ok(())

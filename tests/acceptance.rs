@@ -28,7 +28,8 @@ async fn a_request_without_authorization_is_forbidden(pool: PgPool) {
 #[sqlx::test]
 async fn b_balance_lookup_answers_exactly_the_balance(pool: PgPool) {
     let server = server_with(pool, 74322001).await;
-    let body = serde_json::to_vec(&json!({"user_id": USER, "currency": "USD", "game": "acceptance:test"})).unwrap();
+    let body =
+        serde_json::to_vec(&json!({"user_id": USER, "currency": "USD", "game": "acceptance:test"})).unwrap();
     let response = server
         .client
         .post(server.url("/v1/process"))
@@ -123,7 +124,8 @@ async fn i_a_rollback_before_its_bet_leaves_the_balance_alone_both_times(pool: P
 async fn j_rollbacks_of_a_bet_and_a_win_before_either_leave_the_balance_alone(pool: PgPool) {
     let server = server_with(pool, 74321821).await;
     let (bet_id, win_id) = (id(), id());
-    let (status, first) = server.process(&batch(USER, vec![rollback(id(), bet_id), rollback(id(), win_id)])).await;
+    let (status, first) =
+        server.process(&batch(USER, vec![rollback(id(), bet_id), rollback(id(), win_id)])).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["balance"], 74321821);
     let (status, second) = server.process(&batch(USER, vec![bet(bet_id, 100), win(win_id, 250)])).await;

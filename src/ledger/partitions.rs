@@ -14,18 +14,10 @@ use sqlx::PgPool;
 const MONTHS_AHEAD: u32 = 3;
 
 /// Creates every missing monthly partition in `[from, to]`; returns how many were created.
-pub async fn ensure_range(
-    pool: &PgPool,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> sqlx::Result<i32> {
-    let created = sqlx::query_scalar!(
-        r#"SELECT ensure_ledger_partitions($1, $2) AS "created!""#,
-        from,
-        to
-    )
-    .fetch_one(pool)
-    .await?;
+pub async fn ensure_range(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> sqlx::Result<i32> {
+    let created = sqlx::query_scalar!(r#"SELECT ensure_ledger_partitions($1, $2) AS "created!""#, from, to)
+        .fetch_one(pool)
+        .await?;
     if created > 0 {
         tracing::info!(created, %from, %to, "created ledger partitions");
     }

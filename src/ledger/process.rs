@@ -53,9 +53,7 @@ pub async fn balance_of(
 /// Applies one request's actions atomically under the player's row lock.
 pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
     let mut tx = pool.begin().await?;
-    let player = lock_player(&mut tx, operator, &batch.user_id)
-        .await?
-        .ok_or(AppError::PlayerNotFound)?;
+    let player = lock_player(&mut tx, operator, &batch.user_id).await?.ok_or(AppError::PlayerNotFound)?;
     if batch.currency.as_str() != player.currency {
         return Err(AppError::CurrencyMismatch);
     }
@@ -112,10 +110,8 @@ pub async fn load_actions(
     )
     .fetch_all(conn)
     .await?;
-    let now = rows
-        .first()
-        .map(|r| r.now)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("no clock row")))?;
+    let now =
+        rows.first().map(|r| r.now).ok_or_else(|| AppError::internal(anyhow::anyhow!("no clock row")))?;
     let stored = rows
         .into_iter()
         .filter_map(|r| {
@@ -195,8 +191,7 @@ pub async fn write_effects(conn: &mut PgConnection, wallet: &Wallet) -> AppResul
     let e_game_id: Vec<Option<String>> = entries.iter().map(|e| e.game_id.clone()).collect();
 
     let (mut r_bucket, mut r_game) = (Vec::new(), Vec::new());
-    let (mut r_bet, mut r_win, mut r_rb_bet, mut r_rb_win) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut r_bet, mut r_win, mut r_rb_bet, mut r_rb_win) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ((bucket, game), d) in &effects.rollups {
         r_bucket.push(*bucket);
         r_game.push(game.clone());

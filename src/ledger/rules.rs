@@ -137,11 +137,7 @@ pub struct Wallet {
 }
 
 impl Wallet {
-    pub fn new(
-        player: Player,
-        now: DateTime<Utc>,
-        stored: impl IntoIterator<Item = ActionRecord>,
-    ) -> Wallet {
+    pub fn new(player: Player, now: DateTime<Utc>, stored: impl IntoIterator<Item = ActionRecord>) -> Wallet {
         Wallet {
             player,
             now,
@@ -170,18 +166,12 @@ impl Wallet {
         self.player.balance = balance;
         self.player.last_seq = last_seq;
         self.effects.absorb(effects);
-        Ok(Receipt {
-            transactions,
-            balance,
-        })
+        Ok(Receipt { transactions, balance })
     }
 
     /// Rows that must be inserted (never stored before) versus updated.
     pub fn split_actions(&self) -> (Vec<&ActionRecord>, Vec<&ActionRecord>) {
-        self.effects
-            .actions
-            .values()
-            .partition(|a| !self.stored.contains_key(&a.action_id))
+        self.effects.actions.values().partition(|a| !self.stored.contains_key(&a.action_id))
     }
 }
 
@@ -249,12 +239,7 @@ impl Draft<'_> {
         }
     }
 
-    fn apply_rollback(
-        &mut self,
-        action: &Action,
-        id: Uuid,
-        original_id: Uuid,
-    ) -> Result<Uuid, AppError> {
+    fn apply_rollback(&mut self, action: &Action, id: Uuid, original_id: Uuid) -> Result<Uuid, AppError> {
         let Some(mut original) = self.lookup(original_id).cloned() else {
             // Pre-rollback: leave a placeholder saying the original is reversed
             // before it exists; it moves no money now or when it arrives.
@@ -263,9 +248,7 @@ impl Draft<'_> {
             return self.record(action, 0, 0);
         };
         if original.player_id != self.player_id() {
-            return Err(AppError::Conflict(format!(
-                "action {original_id} belongs to another player"
-            )));
+            return Err(AppError::Conflict(format!("action {original_id} belongs to another player")));
         }
         if original.kind == Some(EntryKind::Rollback) {
             return Err(AppError::RollbackOfRollback);
@@ -275,11 +258,7 @@ impl Draft<'_> {
             return self.record(action, 0, 0);
         }
         let amount = original.amount.expect("bets and wins have an amount");
-        let bucket = bucket_of(
-            original
-                .processed_at
-                .expect("processed actions have a time"),
-        );
+        let bucket = bucket_of(original.processed_at.expect("processed actions have a time"));
         let game = original.game.clone().unwrap_or_default();
         let tx_id = match original.kind {
             Some(EntryKind::Bet) => {
@@ -288,11 +267,7 @@ impl Draft<'_> {
                 rollup.total_bet -= amount;
                 rollup.rolled_back_bet += amount;
                 if let Some(game_id) = &original.game_id {
-                    *self
-                        .effects
-                        .rounds
-                        .entry((bucket, game, game_id.clone()))
-                        .or_default() -= 1;
+                    *self.effects.rounds.entry((bucket, game, game_id.clone())).or_default() -= 1;
                 }
                 tx_id
             }
@@ -312,38 +287,25 @@ impl Draft<'_> {
 
     /// The original of an earlier pre-rollback arrives: it gets a tx_id and is
     /// recorded as rolled back, without moving money.
-    fn apply_late_original(
-        &mut self,
-        action: &Action,
-        placeholder: ActionRecord,
-    ) -> Result<Uuid, AppError> {
+    fn apply_late_original(&mut self, action: &Action, placeholder: ActionRecord) -> Result<Uuid, AppError> {
         if placeholder.player_id != self.player_id() {
-            return Err(AppError::Conflict(format!(
-                "action_id {} belongs to another player",
-                action.id()
-            )));
+            return Err(AppError::Conflict(format!("action_id {} belongs to another player", action.id())));
         }
         let tx_id = match *action {
             Action::Bet { amount, .. } => {
                 let tx_id = self.record(action, amount.minor_units(), 0)?;
-                self.rollup(self.wallet.bucket(), self.game_key())
-                    .rolled_back_bet += amount.minor_units();
+                self.rollup(self.wallet.bucket(), self.game_key()).rolled_back_bet += amount.minor_units();
                 tx_id
             }
             Action::Win { amount, .. } => {
                 let tx_id = self.record(action, amount.minor_units(), 0)?;
-                self.rollup(self.wallet.bucket(), self.game_key())
-                    .rolled_back_win += amount.minor_units();
+                self.rollup(self.wallet.bucket(), self.game_key()).rolled_back_win += amount.minor_units();
                 tx_id
             }
             // A pre-rollback targeted this id, and a rollback cannot be rolled back.
             Action::Rollback { .. } => return Err(AppError::RollbackOfRollback),
         };
-        let record = self
-            .effects
-            .actions
-            .get_mut(&action.id())
-            .expect("recorded above");
+        let record = self.effects.actions.get_mut(&action.id()).expect("recorded above");
         record.reversed_by = placeholder.reversed_by;
         Ok(tx_id)
     }
@@ -427,6 +389,5 @@ impl Wallet {
 
 /// The hour a processing time is summarised under.
 pub fn bucket_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::hours(1))
-        .expect("hour truncation cannot overflow")
+    at.duration_trunc(TimeDelta::hours(1)).expect("hour truncation cannot overflow")
 }

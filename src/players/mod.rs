@@ -18,10 +18,7 @@ use store::{HistoryCursor, HistoryEntry};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/players", post(create_player))
-        .route(
-            "/v1/players/{user_id}",
-            get(get_player).patch(update_player),
-        )
+        .route("/v1/players/{user_id}", get(get_player).patch(update_player))
         .route("/v1/players/{user_id}/deposits", post(deposit))
         .route("/v1/players/{user_id}/withdrawals", post(withdraw))
         .route("/v1/players/{user_id}/transactions", get(transactions))
@@ -42,15 +39,9 @@ async fn create_player(
     JsonBody(body): JsonBody<NewPlayer>,
 ) -> AppResult<Response> {
     let user_id = user_id(body.user_id)?;
-    let currency =
-        Currency::try_from(body.currency).map_err(|e| AppError::bad_request("currency", e))?;
-    let (player, created) =
-        store::create_player(&state.pool, state.operator, &user_id, &currency).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let currency = Currency::try_from(body.currency).map_err(|e| AppError::bad_request("currency", e))?;
+    let (player, created) = store::create_player(&state.pool, state.operator, &user_id, &currency).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     #[derive(Serialize)]
     struct Created {
         user_id: String,
@@ -71,9 +62,7 @@ async fn get_player(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> AppResult<Json<store::PlayerView>> {
-    Ok(Json(
-        store::find_player(&state.pool, state.operator, &user_id(raw)?).await?,
-    ))
+    Ok(Json(store::find_player(&state.pool, state.operator, &user_id(raw)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -86,9 +75,7 @@ async fn update_player(
     Path(raw): Path<String>,
     JsonBody(body): JsonBody<StatusChange>,
 ) -> AppResult<Json<store::PlayerView>> {
-    Ok(Json(
-        store::set_status(&state.pool, state.operator, &user_id(raw)?, body.status).await?,
-    ))
+    Ok(Json(store::set_status(&state.pool, state.operator, &user_id(raw)?, body.status).await?))
 }
 
 #[derive(Deserialize)]
@@ -126,18 +113,12 @@ async fn move_money(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .filter(|k| (1..=255).contains(&k.chars().count()))
-        .ok_or_else(|| {
-            AppError::bad_request("Idempotency-Key", "header is required, 1 to 255 characters")
-        })?;
+        .ok_or_else(|| AppError::bad_request("Idempotency-Key", "header is required, 1 to 255 characters"))?;
     let amount = Amount::positive(body.amount).map_err(|e| AppError::bad_request("amount", e))?;
     let (payment, replayed) =
         store::move_money(&state.pool, state.operator, &user_id, kind, amount, key).await?;
     // A replay answers what the first request answered; 200 tells it apart.
-    let status = if replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(payment)).into_response())
 }
 
@@ -178,15 +159,10 @@ async fn transactions(
         .cursor
         .as_deref()
         .map(|c| {
-            HistoryCursor::decode(c).ok_or_else(|| {
-                AppError::bad_request("cursor", "is not a cursor this service issued")
-            })
+            HistoryCursor::decode(c)
+                .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
         })
         .transpose()?;
-    let (data, next) =
-        store::history(&state.pool, state.operator, &user_id(raw)?, limit, cursor).await?;
-    Ok(Json(HistoryPage {
-        data,
-        next_cursor: next.map(|c| c.encode()),
-    }))
+    let (data, next) = store::history(&state.pool, state.operator, &user_id(raw)?, limit, cursor).await?;
+    Ok(Json(HistoryPage { data, next_cursor: next.map(|c| c.encode()) }))
 }

@@ -46,10 +46,7 @@ pub async fn create_player(
     }
     let existing = find_player(pool, operator, user_id).await?;
     if existing.currency != currency.as_str() {
-        return Err(AppError::Conflict(format!(
-            "player exists with currency {}",
-            existing.currency
-        )));
+        return Err(AppError::Conflict(format!("player exists with currency {}", existing.currency)));
     }
     Ok((existing, false))
 }
@@ -118,9 +115,7 @@ pub async fn move_money(
     let fingerprint = format!("{}:{}", kind.as_str(), amount);
 
     let mut tx = pool.begin().await?;
-    let player = lock_player(&mut tx, operator, user_id)
-        .await?
-        .ok_or(AppError::PlayerNotFound)?;
+    let player = lock_player(&mut tx, operator, user_id).await?.ok_or(AppError::PlayerNotFound)?;
     let earlier = sqlx::query!(
         r#"SELECT request_fingerprint, tx_id, balance_after
            FROM idempotency_keys WHERE player_id = $1 AND idempotency_key = $2"#,
@@ -131,27 +126,16 @@ pub async fn move_money(
     .await?;
     if let Some(earlier) = earlier {
         if earlier.request_fingerprint != fingerprint {
-            return Err(AppError::Conflict(
-                "Idempotency-Key was already used for another request".into(),
-            ));
+            return Err(AppError::Conflict("Idempotency-Key was already used for another request".into()));
         }
-        return Ok((
-            Payment {
-                tx_id: earlier.tx_id,
-                balance: earlier.balance_after,
-            },
-            true,
-        ));
+        return Ok((Payment { tx_id: earlier.tx_id, balance: earlier.balance_after }, true));
     }
 
     let balance_after = player.balance + change;
     if balance_after < 0 {
         return Err(AppError::InsufficientFunds);
     }
-    let payment = Payment {
-        tx_id: Uuid::now_v7(),
-        balance: balance_after,
-    };
+    let payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after };
     let seq = player.last_seq + 1;
     sqlx::query!(
         r#"
@@ -207,11 +191,7 @@ pub struct HistoryCursor {
 
 impl HistoryCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}",
-            self.created_at.timestamp_micros(),
-            self.seq
-        ))
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at.timestamp_micros(), self.seq))
     }
 
     pub fn decode(text: &str) -> Option<HistoryCursor> {
@@ -261,18 +241,11 @@ pub async fn history(
     )
     .fetch_all(pool)
     .await?;
-    Ok(page(rows, limit, |last| HistoryCursor {
-        created_at: last.created_at,
-        seq: last.seq,
-    }))
+    Ok(page(rows, limit, |last| HistoryCursor { created_at: last.created_at, seq: last.seq }))
 }
 
 /// Cuts a `limit + 1` fetch to `limit` rows, with a cursor when more remain.
-pub fn page<T, C>(
-    mut rows: Vec<T>,
-    limit: i64,
-    cursor_of: impl Fn(&T) -> C,
-) -> (Vec<T>, Option<C>) {
+pub fn page<T, C>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
     let limit = usize::try_from(limit).unwrap_or(0);
     if rows.len() > limit {
         rows.truncate(limit);

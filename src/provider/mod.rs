@@ -19,18 +19,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/process", post(process))
         .route("/aggregator/takehome/process", post(process))
-        .route_layer(middleware::from_fn_with_state(
-            state,
-            signature::require_signature,
-        ))
+        .route_layer(middleware::from_fn_with_state(state, signature::require_signature))
 }
 
 async fn process(State(state): State<AppState>, body: Bytes) -> AppResult<Response> {
     let batch = wire::parse_batch(&body)?;
     if batch.actions.is_empty() {
         let balance =
-            ledger::balance_of(&state.pool, state.operator, &batch.user_id, &batch.currency)
-                .await?;
+            ledger::balance_of(&state.pool, state.operator, &batch.user_id, &batch.currency).await?;
         return Ok(Json(BalanceResponse { balance }).into_response());
     }
     let receipt = ledger::process_batch(&state.pool, state.operator, &batch).await?;

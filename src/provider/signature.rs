@@ -29,9 +29,7 @@ impl SigningKeys {
         SigningKeys(
             secrets
                 .iter()
-                .map(|s| {
-                    HmacSha256::new_from_slice(s.as_ref()).expect("HMAC takes keys of any length")
-                })
+                .map(|s| HmacSha256::new_from_slice(s.as_ref()).expect("HMAC takes keys of any length"))
                 .collect(),
         )
     }
@@ -71,17 +69,13 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// Middleware: reads the body (at most 64 KiB), verifies it, and hands the
 /// same bytes on. Nothing touches the database unless the signature holds.
-pub async fn require_signature(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_signature(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(error) => {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            let too_large =
+                std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
             return if too_large {
                 AppError::PayloadTooLarge.into_response()
             } else {
@@ -89,14 +83,10 @@ pub async fn require_signature(
             };
         }
     };
-    let signature = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| parse_authorization(v.as_bytes()));
+    let signature = parts.headers.get(AUTHORIZATION).and_then(|v| parse_authorization(v.as_bytes()));
     match signature {
         Some(signature) if state.signing.verify(&bytes, &signature) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            next.run(Request::from_parts(parts, Body::from(bytes))).await
         }
         _ => {
             tracing::warn!(path = %parts.uri.path(), "rejected a request with a missing or wrong signature");
@@ -109,24 +99,19 @@ pub async fn require_signature(
 mod tests {
     use super::*;
 
-    const VECTOR_BODY: &str =
-        r#"{"user_id":"8|USDT|USD","currency":"USD","game":"acceptance:test"}"#;
+    const VECTOR_BODY: &str = r#"{"user_id":"8|USDT|USD","currency":"USD","game":"acceptance:test"}"#;
     const VECTOR_HEX: &str = "442c4cd8926008096225416b21f5a1862fbf4fc4e5224362e3b463e85a39f40a";
 
     #[test]
     fn signs_the_contract_check_vector() {
-        assert_eq!(
-            sign(b"test", VECTOR_BODY.as_bytes()),
-            format!("HMAC-SHA256 {VECTOR_HEX}")
-        );
+        assert_eq!(sign(b"test", VECTOR_BODY.as_bytes()), format!("HMAC-SHA256 {VECTOR_HEX}"));
     }
 
     #[test]
     fn accepts_upper_case_hex_and_any_active_secret() {
         let keys = SigningKeys::new(&["old", "test"]);
         let upper =
-            parse_authorization(format!("HMAC-SHA256 {}", VECTOR_HEX.to_uppercase()).as_bytes())
-                .unwrap();
+            parse_authorization(format!("HMAC-SHA256 {}", VECTOR_HEX.to_uppercase()).as_bytes()).unwrap();
         assert!(keys.verify(VECTOR_BODY.as_bytes(), &upper));
     }
 
@@ -138,12 +123,7 @@ mod tests {
         assert!(!SigningKeys::new(&["other"]).verify(VECTOR_BODY.as_bytes(), &good));
         assert!(parse_authorization(b"HMAC-SHA256").is_none());
         assert!(parse_authorization(b"Bearer abc").is_none());
-        assert!(
-            parse_authorization(format!("HMAC-SHA256 {}", &VECTOR_HEX[..62]).as_bytes()).is_none()
-        );
-        assert!(
-            parse_authorization(format!("HMAC-SHA256 {}zz", &VECTOR_HEX[..62]).as_bytes())
-                .is_none()
-        );
+        assert!(parse_authorization(format!("HMAC-SHA256 {}", &VECTOR_HEX[..62]).as_bytes()).is_none());
+        assert!(parse_authorization(format!("HMAC-SHA256 {}zz", &VECTOR_HEX[..62]).as_bytes()).is_none());
     }
 }

@@ -37,25 +37,13 @@ pub fn parse_batch(body: &[u8]) -> Result<Batch, AppError> {
     let wire: WireRequest = parse_json(body)?;
     let actions = wire.actions.unwrap_or_default();
     if actions.len() > MAX_ACTIONS {
-        return Err(AppError::bad_request(
-            "actions",
-            format!("at most {MAX_ACTIONS} actions per request"),
-        ));
+        return Err(AppError::bad_request("actions", format!("at most {MAX_ACTIONS} actions per request")));
     }
     Ok(Batch {
         user_id: UserId::try_from(wire.user_id).map_err(|e| AppError::bad_request("user_id", e))?,
-        currency: Currency::try_from(wire.currency)
-            .map_err(|e| AppError::bad_request("currency", e))?,
-        game: wire
-            .game
-            .map(short_text)
-            .transpose()
-            .map_err(|e| AppError::bad_request("game", e))?,
-        game_id: wire
-            .game_id
-            .map(short_text)
-            .transpose()
-            .map_err(|e| AppError::bad_request("game_id", e))?,
+        currency: Currency::try_from(wire.currency).map_err(|e| AppError::bad_request("currency", e))?,
+        game: wire.game.map(short_text).transpose().map_err(|e| AppError::bad_request("game", e))?,
+        game_id: wire.game_id.map(short_text).transpose().map_err(|e| AppError::bad_request("game_id", e))?,
         actions: actions
             .into_iter()
             .enumerate()
@@ -68,39 +56,28 @@ impl WireAction {
     fn validate(self, index: usize) -> Result<Action, AppError> {
         let field = |name: &str| format!("actions[{index}].{name}");
         let amount = |amount: Option<i64>| -> Result<Amount, AppError> {
-            let amount =
-                amount.ok_or_else(|| AppError::bad_request(&field("amount"), "is required"))?;
+            let amount = amount.ok_or_else(|| AppError::bad_request(&field("amount"), "is required"))?;
             Amount::try_from(amount).map_err(|e| AppError::bad_request(&field("amount"), e))
         };
         let no_original = |original: Option<Uuid>| match original {
-            Some(_) => Err(AppError::bad_request(
-                &field("original_action_id"),
-                "is only allowed on a rollback",
-            )),
+            Some(_) => {
+                Err(AppError::bad_request(&field("original_action_id"), "is only allowed on a rollback"))
+            }
             None => Ok(()),
         };
         let id = self.action_id;
         match self.action.as_str() {
             "bet" => {
                 no_original(self.original_action_id)?;
-                Ok(Action::Bet {
-                    id,
-                    amount: amount(self.amount)?,
-                })
+                Ok(Action::Bet { id, amount: amount(self.amount)? })
             }
             "win" => {
                 no_original(self.original_action_id)?;
-                Ok(Action::Win {
-                    id,
-                    amount: amount(self.amount)?,
-                })
+                Ok(Action::Win { id, amount: amount(self.amount)? })
             }
             "rollback" => {
                 if self.amount.is_some() {
-                    return Err(AppError::bad_request(
-                        &field("amount"),
-                        "must be absent on a rollback",
-                    ));
+                    return Err(AppError::bad_request(&field("amount"), "must be absent on a rollback"));
                 }
                 let original = self.original_action_id.ok_or_else(|| {
                     AppError::bad_request(&field("original_action_id"), "is required on a rollback")
@@ -178,23 +155,12 @@ mod tests {
 
     #[test]
     fn amounts_must_be_plain_non_negative_integers_in_range() {
-        for amount in [
-            "100.5",
-            "1e3",
-            "100.0",
-            "-1",
-            "1000000000000001",
-            "99999999999999999999",
-            "\"100\"",
-        ] {
+        for amount in ["100.5", "1e3", "100.0", "-1", "1000000000000001", "99999999999999999999", "\"100\""] {
             let body = format!(
                 r#"{{{HEAD},"actions":[{{"action":"bet","action_id":"7c8affbf-53fd-4fcc-b1ca-18118c5dd287","amount":{amount}}}]}}"#
             );
             let message = rejection(&body);
-            assert!(
-                message.starts_with("actions[0].amount"),
-                "{amount}: {message}"
-            );
+            assert!(message.starts_with("actions[0].amount"), "{amount}: {message}");
         }
     }
 
@@ -210,10 +176,7 @@ mod tests {
         ))
         .starts_with("actions[0].action"));
         assert!(rejection(r#"{"user_id":"u","currency":"usd"}"#).starts_with("currency"));
-        assert!(
-            rejection(&format!(r#"{{{HEAD},"game_id":"{}"}}"#, "x".repeat(256)))
-                .starts_with("game_id")
-        );
+        assert!(rejection(&format!(r#"{{{HEAD},"game_id":"{}"}}"#, "x".repeat(256))).starts_with("game_id"));
         assert!(rejection(&format!(r#"{{{HEAD},"finished":"yes"}}"#)).starts_with("finished"));
         assert!(rejection("{not json").starts_with("body"));
         assert!(rejection(&format!("{{{HEAD}}} trailing")).starts_with("body"));

@@ -54,7 +54,12 @@ impl TestServer {
         read(self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap()).await
     }
 
-    pub async fn admin_post(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> (StatusCode, Value) {
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(body);
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
@@ -73,7 +78,11 @@ impl TestServer {
 async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, body)
 }
 
