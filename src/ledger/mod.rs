@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::{Amount, Currency, EntryKind, UserId};
 
-pub use process::{balance_of, process_batch, Outcome};
+pub use process::{balance_of, process_batch};
 
 /// One provider action, as validated at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

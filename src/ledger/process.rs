@@ -22,13 +22,6 @@ use super::Batch;
 use crate::domain::{Currency, EntryKind, UserId};
 use crate::error::{AppError, AppResult};
 
-/// What a provider request answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Balance(i64),
-    Applied(Receipt),
-}
-
 /// A balance lookup: the request carried no actions.
 pub async fn balance_of(
     pool: &PgPool,
