@@ -36,11 +36,18 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// The operator whose players this instance serves.
     pub operator: i16,
+    /// Where provider requests with actions go to be committed.
+    pub committer: ledger::group::GroupCommitter,
 }
 
 impl AppState {
+    /// State with group commit sized for `pool`'s connections. Starts the
+    /// shard loops, so it must be called inside the Tokio runtime.
     pub fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
+        let shards = ledger::group::default_shards(pool.options().get_max_connections());
+        let committer = ledger::group::GroupCommitter::start(pool.clone(), domain::DEFAULT_OPERATOR, shards, 64);
         AppState {
+            committer,
             pool,
             signing: Arc::new(SigningKeys::new(hmac_secrets)),
             admin_token: admin_token.into(),

@@ -3,8 +3,10 @@
 //! - `rules`: the money rules, in memory and free of I/O.
 //! - `process`: the hot path that locks a player, runs the rules and writes
 //!   the outcome in one batched statement.
+//! - `group`: group commit, many concurrent requests per transaction.
 //! - `partitions`: keeps the monthly ledger partitions ahead of the clock.
 
+pub mod group;
 pub mod partitions;
 pub mod process;
 pub mod rules;

@@ -1,17 +1,20 @@
-//! The hot path: one provider request, start to finish.
+//! The hot path: provider requests, start to finish.
 //!
 //! ```text
 //! BEGIN
-//! SELECT … FROM players … FOR UPDATE          -- 1. lock the player
-//! SELECT clock_timestamp(), … FROM actions     -- 2. every referenced action, after the lock
-//!   … rules run in memory …
-//! WITH … INSERT/UPDATE … UPDATE players        -- 3. one statement writes everything
+//! SELECT … FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
+//! SELECT clock_timestamp(), … FROM actions         -- 2. every referenced action, after the lock
+//!   … rules run in memory, request by request …
+//! WITH … INSERT/UPDATE … UPDATE players            -- 3. one statement writes everything
 //! COMMIT
 //! ```
 //!
-//! Five round trips whatever the number of actions; nothing is queried
-//! inside a loop. If the rules refuse the request, the transaction is dropped
-//! (rolled back) before anything was written.
+//! Five round trips whatever the number of actions, and whatever the number
+//! of requests processed together (see `group.rs`); nothing is queried inside
+//! a loop. A request the rules refuse leaves no trace: its effects are never
+//! added to what gets written.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -23,12 +26,7 @@ use crate::domain::{Currency, EntryKind, UserId};
 use crate::error::{AppError, AppResult};
 
 /// A balance lookup: the request carried no actions.
-pub async fn balance_of(
-    pool: &PgPool,
-    operator: i16,
-    user_id: &UserId,
-    currency: &Currency,
-) -> AppResult<i64> {
+pub async fn balance_of(pool: &PgPool, operator: i16, user_id: &UserId, currency: &Currency) -> AppResult<i64> {
     let player = sqlx::query!(
         "SELECT currency, balance FROM players WHERE operator_id = $1 AND user_id = $2",
         operator,
@@ -45,17 +43,76 @@ pub async fn balance_of(
 
 /// Applies one request's actions atomically under the player's row lock.
 pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
+    let mut outcomes = process_group(pool, operator, &[batch]).await?;
+    outcomes.pop().expect("one outcome per request")
+}
+
+/// Applies several requests in one transaction. Each request keeps its own
+/// all-or-nothing outcome, in order: a refused request adds nothing, and
+/// the requests after it see the state as if it had never been sent.
+///
+/// The outer error means the transaction itself failed and nothing was kept.
+pub async fn process_group(pool: &PgPool, operator: i16, batches: &[&Batch]) -> AppResult<Vec<AppResult<Receipt>>> {
     let mut tx = pool.begin().await?;
-    let player = lock_player(&mut tx, operator, &batch.user_id).await?.ok_or(AppError::PlayerNotFound)?;
-    if batch.currency.as_str() != player.currency {
-        return Err(AppError::CurrencyMismatch);
+    let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let players = lock_players(&mut tx, operator, &user_ids).await?;
+    let mut ids: Vec<Uuid> = batches.iter().flat_map(|b| b.referenced_ids()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let (now, stored) = load_actions(&mut tx, &ids).await?;
+
+    let mut wallets: HashMap<String, Wallet> = players
+        .into_iter()
+        .map(|(user_id, player)| (user_id, Wallet::new(player, now, stored.iter().cloned())))
+        .collect();
+    let outcomes: Vec<AppResult<Receipt>> = batches
+        .iter()
+        .map(|batch| match wallets.get_mut(batch.user_id.as_str()) {
+            Some(wallet) => wallet.apply(batch),
+            None => Err(AppError::PlayerNotFound),
+        })
+        .collect();
+
+    let changed: Vec<&Wallet> = wallets.values().filter(|w| !w.effects.is_empty()).collect();
+    if !changed.is_empty() {
+        write_effects(&mut tx, now, &changed).await?;
     }
-    let (now, stored) = load_actions(&mut tx, &batch.referenced_ids()).await?;
-    let mut wallet = Wallet::new(player, now, stored);
-    let receipt = wallet.apply(batch)?;
-    write_effects(&mut tx, &wallet).await?;
     tx.commit().await?;
-    Ok(receipt)
+    Ok(outcomes)
+}
+
+/// `SELECT … FOR UPDATE` on the players, in id order so that transactions
+/// locking several players can never deadlock each other. Every writer of a
+/// balance takes this lock first, so a player's requests apply one after another.
+pub async fn lock_players(
+    conn: &mut PgConnection,
+    operator: i16,
+    user_ids: &[&str],
+) -> AppResult<HashMap<String, Player>> {
+    let rows = sqlx::query!(
+        r#"SELECT id, user_id, currency, balance, status, last_seq
+           FROM players WHERE operator_id = $1 AND user_id = ANY($2)
+           ORDER BY id
+           FOR UPDATE"#,
+        operator,
+        user_ids as _,
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|p| {
+            let player = Player {
+                id: p.id,
+                currency: p.currency,
+                balance: p.balance,
+                status: p.status.parse().map_err(AppError::internal)?,
+                last_seq: p.last_seq,
+            };
+            Ok((p.user_id, player))
+        })
+        .collect()
 }
 
 /// `SELECT … FOR UPDATE` on the player: every writer of a balance takes this
@@ -129,6 +186,7 @@ pub async fn load_actions(
 #[derive(Default)]
 struct ActionColumns {
     action_id: Vec<Uuid>,
+    player_id: Vec<i64>,
     kind: Vec<Option<&'static str>>,
     amount: Vec<Option<i64>>,
     original_action_id: Vec<Option<Uuid>>,
@@ -139,111 +197,150 @@ struct ActionColumns {
     reversed_by: Vec<Option<Uuid>>,
 }
 
-impl<'a> FromIterator<&'a ActionRecord> for ActionColumns {
-    fn from_iter<I: IntoIterator<Item = &'a ActionRecord>>(records: I) -> Self {
-        let mut c = ActionColumns::default();
-        for r in records {
-            c.action_id.push(r.action_id);
-            c.kind.push(r.kind.map(EntryKind::as_str));
-            c.amount.push(r.amount);
-            c.original_action_id.push(r.original_action_id);
-            c.tx_id.push(r.tx_id);
-            c.processed_at.push(r.processed_at);
-            c.game.push(r.game.clone());
-            c.game_id.push(r.game_id.clone());
-            c.reversed_by.push(r.reversed_by);
-        }
-        c
+impl ActionColumns {
+    fn push(&mut self, r: &ActionRecord) {
+        self.action_id.push(r.action_id);
+        self.player_id.push(r.player_id);
+        self.kind.push(r.kind.map(EntryKind::as_str));
+        self.amount.push(r.amount);
+        self.original_action_id.push(r.original_action_id);
+        self.tx_id.push(r.tx_id);
+        self.processed_at.push(r.processed_at);
+        self.game.push(r.game.clone());
+        self.game_id.push(r.game_id.clone());
+        self.reversed_by.push(r.reversed_by);
     }
 }
 
-/// Writes everything the accepted requests did in one statement: new and
-/// changed action rows, ledger entries, rollup deltas, the player's balance.
+/// Ledger rows as parallel arrays.
+#[derive(Default)]
+struct EntryColumns {
+    player_id: Vec<i64>,
+    seq: Vec<i64>,
+    tx_id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    amount: Vec<i64>,
+    balance_before: Vec<i64>,
+    balance_after: Vec<i64>,
+    action_id: Vec<Uuid>,
+    original_action_id: Vec<Option<Uuid>>,
+    game: Vec<Option<String>>,
+    game_id: Vec<Option<String>>,
+}
+
+/// Rollup and round deltas, and the players' new balances, as parallel arrays.
+#[derive(Default)]
+struct SummaryColumns {
+    r_player_id: Vec<i64>,
+    r_currency: Vec<String>,
+    r_bucket: Vec<DateTime<Utc>>,
+    r_game: Vec<String>,
+    r_bet: Vec<i64>,
+    r_win: Vec<i64>,
+    r_rb_bet: Vec<i64>,
+    r_rb_win: Vec<i64>,
+    n_player_id: Vec<i64>,
+    n_bucket: Vec<DateTime<Utc>>,
+    n_game: Vec<String>,
+    n_game_id: Vec<String>,
+    n_delta: Vec<i32>,
+    p_id: Vec<i64>,
+    p_balance: Vec<i64>,
+    p_last_seq: Vec<i64>,
+}
+
+/// Writes everything the accepted requests did, for every player of the
+/// group, in one statement: new and changed action rows, ledger entries,
+/// rollup deltas and the players' balances.
 ///
-/// Each row appears once (the rules merge repeated changes first), because
-/// the parts of one statement cannot see each other's writes.
-pub async fn write_effects(conn: &mut PgConnection, wallet: &Wallet) -> AppResult<()> {
-    let effects = &wallet.effects;
-    if effects.is_empty() {
-        return Ok(());
+/// Each row appears once (the rules merge repeated changes to one row
+/// first), because the parts of one statement cannot see each other's writes.
+pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, wallets: &[&Wallet]) -> AppResult<()> {
+    let (mut inserted, mut updated) = (ActionColumns::default(), ActionColumns::default());
+    let mut e = EntryColumns::default();
+    let mut m = SummaryColumns::default();
+    for wallet in wallets {
+        let player = &wallet.player;
+        let (new_rows, changed_rows) = wallet.split_actions();
+        new_rows.into_iter().for_each(|r| inserted.push(r));
+        changed_rows.into_iter().for_each(|r| updated.push(r));
+        for entry in &wallet.effects.entries {
+            e.player_id.push(player.id);
+            e.seq.push(entry.seq);
+            e.tx_id.push(entry.tx_id);
+            e.kind.push(entry.kind.as_str());
+            e.amount.push(entry.amount);
+            e.balance_before.push(entry.balance_before);
+            e.balance_after.push(entry.balance_after);
+            e.action_id.push(entry.action_id);
+            e.original_action_id.push(entry.original_action_id);
+            e.game.push(entry.game.clone());
+            e.game_id.push(entry.game_id.clone());
+        }
+        for ((bucket, game), d) in &wallet.effects.rollups {
+            m.r_player_id.push(player.id);
+            m.r_currency.push(player.currency.clone());
+            m.r_bucket.push(*bucket);
+            m.r_game.push(game.clone());
+            m.r_bet.push(d.total_bet);
+            m.r_win.push(d.total_win);
+            m.r_rb_bet.push(d.rolled_back_bet);
+            m.r_rb_win.push(d.rolled_back_win);
+        }
+        for ((bucket, game, game_id), delta) in wallet.effects.rounds.iter().filter(|(_, d)| **d != 0) {
+            m.n_player_id.push(player.id);
+            m.n_bucket.push(*bucket);
+            m.n_game.push(game.clone());
+            m.n_game_id.push(game_id.clone());
+            m.n_delta.push(*delta);
+        }
+        m.p_id.push(player.id);
+        m.p_balance.push(player.balance);
+        m.p_last_seq.push(player.last_seq);
     }
-    let (inserted, updated) = wallet.split_actions();
-    let inserted: ActionColumns = inserted.into_iter().collect();
-    let updated: ActionColumns = updated.into_iter().collect();
 
-    let entries = &effects.entries;
-    let e_seq: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-    let e_tx_id: Vec<Uuid> = entries.iter().map(|e| e.tx_id).collect();
-    let e_kind: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-    let e_amount: Vec<i64> = entries.iter().map(|e| e.amount).collect();
-    let e_before: Vec<i64> = entries.iter().map(|e| e.balance_before).collect();
-    let e_after: Vec<i64> = entries.iter().map(|e| e.balance_after).collect();
-    let e_action_id: Vec<Uuid> = entries.iter().map(|e| e.action_id).collect();
-    let e_original: Vec<Option<Uuid>> = entries.iter().map(|e| e.original_action_id).collect();
-    let e_game: Vec<Option<String>> = entries.iter().map(|e| e.game.clone()).collect();
-    let e_game_id: Vec<Option<String>> = entries.iter().map(|e| e.game_id.clone()).collect();
-
-    let (mut r_bucket, mut r_game) = (Vec::new(), Vec::new());
-    let (mut r_bet, mut r_win, mut r_rb_bet, mut r_rb_win) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((bucket, game), d) in &effects.rollups {
-        r_bucket.push(*bucket);
-        r_game.push(game.clone());
-        r_bet.push(d.total_bet);
-        r_win.push(d.total_win);
-        r_rb_bet.push(d.rolled_back_bet);
-        r_rb_win.push(d.rolled_back_win);
-    }
-    let (mut n_bucket, mut n_game, mut n_game_id, mut n_delta) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((bucket, game, game_id), delta) in effects.rounds.iter().filter(|(_, d)| **d != 0) {
-        n_bucket.push(*bucket);
-        n_game.push(game.clone());
-        n_game_id.push(game_id.clone());
-        n_delta.push(*delta);
-    }
-
-    let player = &wallet.player;
     sqlx::query!(
         r#"
         WITH inserted_actions AS (
             INSERT INTO actions (action_id, player_id, kind, amount, original_action_id,
                                  tx_id, processed_at, game, game_id, reversed_by)
-            SELECT a.action_id, $1, a.kind::entry_kind, a.amount, a.original_action_id,
+            SELECT a.action_id, a.player_id, a.kind::entry_kind, a.amount, a.original_action_id,
                    a.tx_id, a.processed_at, a.game, a.game_id, a.reversed_by
-            FROM UNNEST($5::uuid[], $6::text[], $7::int8[], $8::uuid[], $9::uuid[],
-                        $10::timestamptz[], $11::text[], $12::text[], $13::uuid[])
-                 AS a(action_id, kind, amount, original_action_id, tx_id,
+            FROM UNNEST($2::uuid[], $3::int8[], $4::text[], $5::int8[], $6::uuid[], $7::uuid[],
+                        $8::timestamptz[], $9::text[], $10::text[], $11::uuid[])
+                 AS a(action_id, player_id, kind, amount, original_action_id, tx_id,
                       processed_at, game, game_id, reversed_by)
         ),
         -- Placeholders filled by their late original, originals marked reversed.
-        -- Only this player's rows: their lock is held, so nobody else changes them.
+        -- Only rows of locked players: nobody else can be changing them.
         updated_actions AS (
             UPDATE actions AS t
             SET kind = a.kind::entry_kind, amount = a.amount, original_action_id = a.original_action_id,
                 tx_id = a.tx_id, processed_at = a.processed_at, game = a.game,
                 game_id = a.game_id, reversed_by = a.reversed_by
-            FROM UNNEST($14::uuid[], $15::text[], $16::int8[], $17::uuid[], $18::uuid[],
-                        $19::timestamptz[], $20::text[], $21::text[], $22::uuid[])
-                 AS a(action_id, kind, amount, original_action_id, tx_id,
+            FROM UNNEST($12::uuid[], $13::int8[], $14::text[], $15::int8[], $16::uuid[], $17::uuid[],
+                        $18::timestamptz[], $19::text[], $20::text[], $21::uuid[])
+                 AS a(action_id, player_id, kind, amount, original_action_id, tx_id,
                       processed_at, game, game_id, reversed_by)
-            WHERE t.action_id = a.action_id AND t.player_id = $1
+            WHERE t.action_id = a.action_id AND t.player_id = a.player_id
         ),
         entries AS (
             INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
                                 balance_after, action_id, original_action_id, game, game_id)
-            SELECT $1, e.seq, $4, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
+            SELECT e.player_id, e.seq, $1, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
                    e.balance_after, e.action_id, e.original_action_id, e.game, e.game_id
-            FROM UNNEST($23::int8[], $24::uuid[], $25::text[], $26::int8[], $27::int8[],
+            FROM UNNEST($22::int8[], $23::int8[], $24::uuid[], $25::text[], $26::int8[], $27::int8[],
                         $28::int8[], $29::uuid[], $30::uuid[], $31::text[], $32::text[])
-                 AS e(seq, tx_id, kind, amount, balance_before, balance_after,
+                 AS e(player_id, seq, tx_id, kind, amount, balance_before, balance_after,
                       action_id, original_action_id, game, game_id)
         ),
         rollups AS (
             INSERT INTO rtp_hourly AS h (player_id, bucket, game, currency, total_bet, total_win,
                                          rolled_back_bet, rolled_back_win)
-            SELECT $1, r.bucket, r.game, $33, r.bet, r.win, r.rb_bet, r.rb_win
-            FROM UNNEST($34::timestamptz[], $35::text[], $36::int8[], $37::int8[],
-                        $38::int8[], $39::int8[]) AS r(bucket, game, bet, win, rb_bet, rb_win)
+            SELECT r.player_id, r.bucket, r.game, r.currency, r.bet, r.win, r.rb_bet, r.rb_win
+            FROM UNNEST($33::int8[], $34::timestamptz[], $35::text[], $36::text[], $37::int8[],
+                        $38::int8[], $39::int8[], $40::int8[])
+                 AS r(player_id, bucket, game, currency, bet, win, rb_bet, rb_win)
             ON CONFLICT (player_id, bucket, game) DO UPDATE
             SET total_bet = h.total_bet + excluded.total_bet,
                 total_win = h.total_win + excluded.total_win,
@@ -252,19 +349,20 @@ pub async fn write_effects(conn: &mut PgConnection, wallet: &Wallet) -> AppResul
         ),
         rounds AS (
             INSERT INTO round_buckets AS b (player_id, bucket, game, game_id, live_bets)
-            SELECT $1, n.bucket, n.game, n.game_id, n.delta
-            FROM UNNEST($40::timestamptz[], $41::text[], $42::text[], $43::int4[])
-                 AS n(bucket, game, game_id, delta)
+            SELECT n.player_id, n.bucket, n.game, n.game_id, n.delta
+            FROM UNNEST($41::int8[], $42::timestamptz[], $43::text[], $44::text[], $45::int4[])
+                 AS n(player_id, bucket, game, game_id, delta)
             ON CONFLICT (player_id, bucket, game, game_id) DO UPDATE
             SET live_bets = b.live_bets + excluded.live_bets
         )
-        UPDATE players SET balance = $2, last_seq = $3, updated_at = $4 WHERE id = $1
+        UPDATE players AS p
+        SET balance = u.balance, last_seq = u.last_seq, updated_at = $1
+        FROM UNNEST($46::int8[], $47::int8[], $48::int8[]) AS u(id, balance, last_seq)
+        WHERE p.id = u.id
         "#,
-        player.id,
-        player.balance,
-        player.last_seq,
-        wallet.now,
+        now,
         &inserted.action_id,
+        &inserted.player_id,
         &inserted.kind as _,
         &inserted.amount as _,
         &inserted.original_action_id as _,
@@ -274,6 +372,7 @@ pub async fn write_effects(conn: &mut PgConnection, wallet: &Wallet) -> AppResul
         &inserted.game_id as _,
         &inserted.reversed_by as _,
         &updated.action_id,
+        &updated.player_id,
         &updated.kind as _,
         &updated.amount as _,
         &updated.original_action_id as _,
@@ -282,27 +381,33 @@ pub async fn write_effects(conn: &mut PgConnection, wallet: &Wallet) -> AppResul
         &updated.game as _,
         &updated.game_id as _,
         &updated.reversed_by as _,
-        &e_seq,
-        &e_tx_id,
-        &e_kind as _,
-        &e_amount,
-        &e_before,
-        &e_after,
-        &e_action_id,
-        &e_original as _,
-        &e_game as _,
-        &e_game_id as _,
-        player.currency,
-        &r_bucket,
-        &r_game,
-        &r_bet,
-        &r_win,
-        &r_rb_bet,
-        &r_rb_win,
-        &n_bucket,
-        &n_game,
-        &n_game_id,
-        &n_delta,
+        &e.player_id,
+        &e.seq,
+        &e.tx_id,
+        &e.kind as _,
+        &e.amount,
+        &e.balance_before,
+        &e.balance_after,
+        &e.action_id,
+        &e.original_action_id as _,
+        &e.game as _,
+        &e.game_id as _,
+        &m.r_player_id,
+        &m.r_bucket,
+        &m.r_game,
+        &m.r_currency,
+        &m.r_bet,
+        &m.r_win,
+        &m.r_rb_bet,
+        &m.r_rb_win,
+        &m.n_player_id,
+        &m.n_bucket,
+        &m.n_game,
+        &m.n_game_id,
+        &m.n_delta,
+        &m.p_id,
+        &m.p_balance,
+        &m.p_last_seq,
     )
     .execute(conn)
     .await?;

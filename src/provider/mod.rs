@@ -29,6 +29,7 @@ async fn process(State(state): State<AppState>, body: Bytes) -> AppResult<Respon
             ledger::balance_of(&state.pool, state.operator, &batch.user_id, &batch.currency).await?;
         return Ok(Json(BalanceResponse { balance }).into_response());
     }
-    let receipt = ledger::process_batch(&state.pool, state.operator, &batch).await?;
-    Ok(Json(ProcessResponse::new(batch.game_id, receipt)).into_response())
+    let game_id = batch.game_id.clone();
+    let receipt = state.committer.submit(batch).await?;
+    Ok(Json(ProcessResponse::new(game_id, receipt)).into_response())
 }
