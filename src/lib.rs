@@ -45,7 +45,8 @@ impl AppState {
     /// shard loops, so it must be called inside the Tokio runtime.
     pub fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
         let shards = ledger::group::default_shards(pool.options().get_max_connections());
-        let committer = ledger::group::GroupCommitter::start(pool.clone(), domain::DEFAULT_OPERATOR, shards, 64);
+        let committer =
+            ledger::group::GroupCommitter::start(pool.clone(), domain::DEFAULT_OPERATOR, shards, 64);
         AppState {
             committer,
             pool,

@@ -67,7 +67,9 @@ impl GroupCommitter {
             .send(Job { batch, reply })
             .await
             .map_err(|_| AppError::internal(anyhow::anyhow!("group commit shard stopped")))?;
-        outcome.await.map_err(|_| AppError::internal(anyhow::anyhow!("group commit shard dropped a request")))?
+        outcome
+            .await
+            .map_err(|_| AppError::internal(anyhow::anyhow!("group commit shard dropped a request")))?
     }
 }
 
@@ -107,4 +109,3 @@ async fn commit(pool: &PgPool, operator: i16, jobs: Vec<Job>) {
 pub fn default_shards(pool_size: u32) -> usize {
     (pool_size as usize).saturating_sub(2).max(1)
 }
-

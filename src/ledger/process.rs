@@ -26,7 +26,12 @@ use crate::domain::{Currency, EntryKind, UserId};
 use crate::error::{AppError, AppResult};
 
 /// A balance lookup: the request carried no actions.
-pub async fn balance_of(pool: &PgPool, operator: i16, user_id: &UserId, currency: &Currency) -> AppResult<i64> {
+pub async fn balance_of(
+    pool: &PgPool,
+    operator: i16,
+    user_id: &UserId,
+    currency: &Currency,
+) -> AppResult<i64> {
     let player = sqlx::query!(
         "SELECT currency, balance FROM players WHERE operator_id = $1 AND user_id = $2",
         operator,
@@ -52,7 +57,11 @@ pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppRe
 /// the requests after it see the state as if it had never been sent.
 ///
 /// The outer error means the transaction itself failed and nothing was kept.
-pub async fn process_group(pool: &PgPool, operator: i16, batches: &[&Batch]) -> AppResult<Vec<AppResult<Receipt>>> {
+pub async fn process_group(
+    pool: &PgPool,
+    operator: i16,
+    batches: &[&Batch],
+) -> AppResult<Vec<AppResult<Receipt>>> {
     let mut tx = pool.begin().await?;
     let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
     user_ids.sort_unstable();
@@ -255,7 +264,11 @@ struct SummaryColumns {
 ///
 /// Each row appears once (the rules merge repeated changes to one row
 /// first), because the parts of one statement cannot see each other's writes.
-pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, wallets: &[&Wallet]) -> AppResult<()> {
+pub async fn write_effects(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    wallets: &[&Wallet],
+) -> AppResult<()> {
     let (mut inserted, mut updated) = (ActionColumns::default(), ActionColumns::default());
     let mut e = EntryColumns::default();
     let mut m = SummaryColumns::default();

@@ -1,0 +1,120 @@
+//! Group commit: several requests in one transaction, each with its own
+//! all-or-nothing outcome, and a one-at-a-time fallback when the combined
+//! write fails.
+
+mod common;
+
+use common::*;
+use futures::future::join_all;
+use sqlx::PgPool;
+use uuid::Uuid;
+use wallet::domain::{Amount, Currency, UserId, DEFAULT_OPERATOR};
+use wallet::error::AppError;
+use wallet::ledger::group::GroupCommitter;
+use wallet::ledger::process::process_group;
+use wallet::ledger::{Action, Batch};
+
+fn request(user: &str, actions: Vec<Action>) -> Batch {
+    Batch {
+        user_id: UserId::try_from(user.to_string()).unwrap(),
+        currency: Currency::try_from("USD".to_string()).unwrap(),
+        game: Some("slots".into()),
+        game_id: Some("r".into()),
+        actions,
+    }
+}
+
+fn bet_of(id: Uuid, amount: i64) -> Action {
+    Action::Bet { id, amount: Amount::try_from(amount).unwrap() }
+}
+
+fn win_of(id: Uuid, amount: i64) -> Action {
+    Action::Win { id, amount: Amount::try_from(amount).unwrap() }
+}
+
+async fn balance(pool: &PgPool, user: &str) -> i64 {
+    sqlx::query_scalar("SELECT balance FROM players WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn one_group_gives_each_request_its_own_outcome(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "bob", "USD", 100).await;
+    let (first_bet, reused) = (Uuid::new_v4(), Uuid::new_v4());
+    let requests = [
+        request("alice", vec![bet_of(first_bet, 600)]), // ok: 400 left
+        request("alice", vec![win_of(Uuid::new_v4(), 10), bet_of(Uuid::new_v4(), 600)]), // 100: all undone
+        request("bob", vec![bet_of(reused, 100)]),      // ok: bob 0
+        request("alice", vec![bet_of(first_bet, 600), win_of(Uuid::new_v4(), 50)]), // replay + win: 450
+        request("alice", vec![bet_of(first_bet, 601)]), // 409
+        request("ghost", vec![bet_of(Uuid::new_v4(), 1)]), // 101
+        request("bob", vec![bet_of(Uuid::new_v4(), 1)]), // 100
+        request("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: first_bet }]), // +600: 1050
+    ];
+    let refs: Vec<&Batch> = requests.iter().collect();
+    let outcomes = process_group(&pool, DEFAULT_OPERATOR, &refs).await.unwrap();
+    let codes: Vec<Result<i64, u16>> =
+        outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
+    assert_eq!(codes, vec![Ok(400), Err(100), Ok(0), Ok(450), Err(409), Err(101), Err(100), Ok(1_050)]);
+    let first_tx = outcomes[0].as_ref().unwrap().transactions[0].1;
+    assert_eq!(
+        outcomes[3].as_ref().unwrap().transactions[0].1,
+        first_tx,
+        "the replay answers the first tx_id"
+    );
+    assert_eq!(balance(&pool, "alice").await, 1_050);
+    assert_eq!(balance(&pool, "bob").await, 0);
+    // Only the accepted requests left rows: alice's deposit, bet, win, rollback; bob's deposit and bet.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 6);
+}
+
+#[sqlx::test]
+async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "bob", "USD", 1_000).await;
+    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
+    // Two players claim the same new action_id in one group: each looks valid
+    // alone, but the combined insert violates the registry's primary key.
+    let shared = Uuid::new_v4();
+    let requests = vec![
+        request("alice", vec![bet_of(Uuid::new_v4(), 10)]),
+        request("alice", vec![bet_of(shared, 100)]),
+        request("bob", vec![bet_of(shared, 100)]),
+        request("bob", vec![bet_of(Uuid::new_v4(), 20)]),
+    ];
+    let outcomes = join_all(requests.into_iter().map(|r| committer.submit(r))).await;
+    let codes: Vec<Result<i64, u16>> =
+        outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
+    assert_eq!(codes, vec![Ok(990), Ok(890), Err(409), Ok(980)]);
+    assert_eq!((balance(&pool, "alice").await, balance(&pool, "bob").await), (890, 980));
+}
+
+#[sqlx::test]
+async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool: PgPool) {
+    player_with_balance(&pool, "hot", "USD", 5_000).await;
+    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 2, 16);
+    let bets: Vec<Uuid> = (0..120).map(|_| Uuid::new_v4()).collect();
+    // 120 bets of 50 (only 100 fit), each sent twice.
+    let requests = bets.iter().chain(bets.iter()).map(|id| request("hot", vec![bet_of(*id, 50)]));
+    let outcomes = join_all(requests.map(|r| committer.submit(r))).await;
+    let (first, second) = outcomes.split_at(120);
+    let accepted = first.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(accepted, 100);
+    assert!(first.iter().filter_map(|o| o.as_ref().err()).all(|e| e.code() == 100));
+    for (a, b) in first.iter().zip(second) {
+        if let (Ok(a), Ok(b)) = (a, b) {
+            assert_eq!(a.transactions, b.transactions, "a repeat answers the same tx_id");
+        }
+    }
+    assert_eq!(balance(&pool, "hot").await, 0);
+    let groups: i64 = sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM ledger WHERE kind = 'bet'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(groups < 100, "100 accepted bets were committed in {groups} transactions");
+}
