@@ -10,8 +10,8 @@ use axum::routing::post;
 use axum::{middleware, Json, Router};
 
 use crate::error::AppResult;
-use crate::ledger;
 use crate::AppState;
+use crate::{ledger, ops};
 use wire::{BalanceResponse, ProcessResponse};
 
 /// `POST /v1/process` and its alias, behind the signature check.
@@ -27,6 +27,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 async fn process(State(state): State<AppState>, body: Bytes) -> AppResult<Response> {
     let batch = wire::parse_batch(&body)?;
+    // The first point where the player is known; still before the database.
+    state.limits.check_player(&batch.user_id)?;
     if batch.actions.is_empty() {
         let balance =
             ledger::balance_of(&state.pool, state.operator, &batch.user_id, &batch.currency)
@@ -34,5 +36,6 @@ async fn process(State(state): State<AppState>, body: Bytes) -> AppResult<Respon
         return Ok(Json(BalanceResponse { balance }).into_response());
     }
     let receipt = ledger::process_batch(&state.pool, state.operator, &batch).await?;
+    ops::metrics::record_actions(&batch);
     Ok(Json(ProcessResponse::new(batch.game_id, receipt)).into_response())
 }
