@@ -162,7 +162,7 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        self.stop("immediate");
+        self.stop("fast");
         let Some(dir) = self.dir.take() else { return };
         if let Ok(keep) = std::env::var("WALLET_FAULTS_KEEP") {
             let target = Path::new(&keep).join(dir.path().file_name().unwrap());
