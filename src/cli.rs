@@ -6,6 +6,15 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
 
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Parser)]
 #[command(name = "wallet", version, about = "Real-money wallet and player-account service")]
 struct Cli {
@@ -19,6 +28,9 @@ enum Command {
     Serve(ServeArgs),
     /// Create the database if missing and apply migrations.
     Migrate(DatabaseArgs),
+    /// Check balances, the ledger chain, the action registry and the report
+    /// rollups against each other; exits 1 on any mismatch.
+    Reconcile(ReconcileArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -27,12 +39,16 @@ pub fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => crate::serve(args.settings()?).await,
-            Command::Migrate(args) => crate::prepare_database(&args.database_url).await,
+            Command::Serve(args) => crate::serve(args.settings()?).await.map(|()| true),
+            Command::Migrate(args) => crate::prepare_database(&args.database_url).await.map(|()| true),
+            Command::Reconcile(args) => {
+                crate::ops::reconcile::run(&args.database.database_url, args.json).await
+            }
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "wallet failed");
             ExitCode::FAILURE
@@ -48,6 +64,8 @@ fn init_tracing() {
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "text") {
         builder.init();
     } else {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        // The request span's fields (request_id, method, route) go on every
+        // line logged while handling that request.
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     }
 }

@@ -1,7 +1,9 @@
 //! Service configuration: environment variables, each overridable by a flag
 //! of the same name (`DATABASE_URL` ↔ `--database-url`).
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -38,10 +40,90 @@ pub struct ServeArgs {
     /// How long a request waits for a database connection before answering 503.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub protection: ProtectionArgs,
+}
+
+/// Overload protection: rate limits, the in-flight cap and the request timeout.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProtectionArgs {
+    /// Requests per second accepted on the provider and back-office routes,
+    /// all callers together; 0 turns the overall limit off.
+    #[arg(long, env = "RATE_LIMIT_RPS", default_value_t = 0)]
+    pub rate_limit_rps: u32,
+
+    /// Requests the overall limit lets through at once after a quiet spell
+    /// (0: one second's worth).
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 0)]
+    pub rate_limit_burst: u32,
+
+    /// Provider requests per second for one player; 0 turns it off.
+    #[arg(long, env = "PLAYER_RATE_LIMIT_RPS", default_value_t = 200)]
+    pub player_rate_limit_rps: u32,
+
+    /// Provider requests one player may send at once (0: one second's worth).
+    #[arg(long, env = "PLAYER_RATE_LIMIT_BURST", default_value_t = 0)]
+    pub player_rate_limit_burst: u32,
+
+    /// Requests processed at once by this instance; beyond it, 503 at once.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// How long a request may run before it is abandoned with 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+}
+
+/// A token-bucket rate: a steady rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl Rate {
+    /// `None` when `per_second` is 0 (no limit); a burst of 0 means one second's worth.
+    pub fn new(per_second: u32, burst: u32) -> Option<Rate> {
+        let per_second = NonZeroU32::new(per_second)?;
+        Some(Rate { per_second, burst: NonZeroU32::new(burst).unwrap_or(per_second) })
+    }
+}
+
+/// Overload protection after defaults.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    pub overall: Option<Rate>,
+    pub per_player: Option<Rate>,
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+}
+
+impl Protection {
+    /// No limits at all: what tests and embedded uses get unless they ask.
+    pub fn unlimited() -> Protection {
+        Protection {
+            overall: None,
+            per_player: None,
+            max_in_flight: usize::MAX >> 3,
+            request_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl From<ProtectionArgs> for Protection {
+    fn from(args: ProtectionArgs) -> Protection {
+        Protection {
+            overall: Rate::new(args.rate_limit_rps, args.rate_limit_burst),
+            per_player: Rate::new(args.player_rate_limit_rps, args.player_rate_limit_burst),
+            max_in_flight: args.max_in_flight.max(1),
+            request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        }
+    }
 }
 
 /// Settings after defaults and safety checks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     pub addr: SocketAddr,
@@ -49,6 +131,36 @@ pub struct Settings {
     pub admin_token: String,
     pub pool_size: u32,
     pub acquire_timeout: Duration,
+    pub protection: Protection,
+}
+
+/// Secrets stay out of `Debug`, so settings can be logged safely.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact_password(&self.database_url))
+            .field("addr", &self.addr)
+            .field("hmac_secrets", &format_args!("[{} redacted]", self.hmac_secrets.len()))
+            .field("admin_token", &"[redacted]")
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("protection", &self.protection)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 impl ServeArgs {
@@ -83,6 +195,37 @@ impl ServeArgs {
             admin_token,
             pool_size: self.db_pool_size.max(1),
             acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            protection: self.protection.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_debug_output_hides_secrets() {
+        let settings = Settings {
+            database_url: "postgres://wallet:hunter2@db/wallet".into(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            hmac_secrets: vec!["provider-secret".into()],
+            admin_token: "admin-token".into(),
+            pool_size: 1,
+            acquire_timeout: Duration::from_secs(1),
+            protection: Protection::unlimited(),
+        };
+        let shown = format!("{settings:?}");
+        for secret in ["hunter2", "provider-secret", "admin-token"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("postgres://wallet:***@db/wallet"));
+    }
+
+    #[test]
+    fn a_zero_rate_means_no_limit_and_a_zero_burst_one_seconds_worth() {
+        assert_eq!(Rate::new(0, 10), None);
+        let rate = Rate::new(50, 0).unwrap();
+        assert_eq!((rate.per_second.get(), rate.burst.get()), (50, 50));
     }
 }

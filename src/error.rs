@@ -36,6 +36,14 @@ pub enum AppError {
     CurrencyMismatch,
     #[error("too many requests")]
     RateLimited,
+    /// Too many requests in flight on this instance; shed before any work.
+    #[error("server is overloaded, safe to retry with the same ids")]
+    Overloaded,
+    /// The request ran past the configured timeout and was abandoned; its
+    /// transaction either rolled back or committed, and a retry with the same
+    /// ids answers the same either way.
+    #[error("request timed out, safe to retry with the same ids")]
+    TimedOut,
     #[error("database unavailable, safe to retry with the same ids")]
     Unavailable(#[source] sqlx::Error),
     #[error("internal error")]
@@ -57,7 +65,9 @@ impl AppError {
             | AppError::PlayerBlocked
             | AppError::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Overloaded | AppError::TimedOut => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -3,7 +3,7 @@
 //! - [`provider`]: the HMAC-signed provider API (bets, wins, rollbacks).
 //! - [`ledger`]: the money rules and the hot path that applies them.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
-//! - [`ops`]: health endpoints.
+//! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 
 pub mod cli;
 pub mod config;
@@ -25,7 +25,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 
-use config::Settings;
+use config::{Protection, Settings};
+use ops::limits::Limits;
 use provider::signature::{SigningKeys, MAX_BODY_BYTES};
 
 /// What every handler shares.
@@ -38,6 +39,8 @@ pub struct AppState {
     pub operator: i16,
     /// Where provider requests with actions go to be committed.
     pub committer: ledger::group::GroupCommitter,
+    /// Rate limits, in-flight cap and request timeout of this instance.
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -53,21 +56,35 @@ impl AppState {
             signing: Arc::new(SigningKeys::new(hmac_secrets)),
             admin_token: admin_token.into(),
             operator: domain::DEFAULT_OPERATOR,
+            limits: Arc::new(Limits::new(&Protection::unlimited())),
         }
+    }
+
+    /// The same state under the given overload protection (none by default).
+    pub fn with_protection(self, protection: &Protection) -> AppState {
+        AppState { limits: Arc::new(Limits::new(protection)), ..self }
     }
 }
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
-    let back_office =
-        players::routes().route_layer(middleware::from_fn_with_state(state.clone(), http::require_admin));
-    Router::new()
+    ops::metrics::handle();
+    let back_office = players::routes()
+        .merge(ops::reconcile::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), http::require_admin));
+    // Rate limits, the in-flight cap and the timeout guard the routes that do
+    // work; health and metrics stay reachable under overload.
+    let protected = Router::new()
         .merge(provider::routes(state.clone()))
         .merge(back_office)
+        .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
+    Router::new()
+        .merge(protected)
         .merge(ops::routes())
         .fallback(http::route_not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(ops::observe::observe))
         .with_state(state)
 }
 
@@ -105,9 +122,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
-    let state = AppState::new(pool.clone(), &settings.hmac_secrets, &settings.admin_token);
+    let state = AppState::new(pool.clone(), &settings.hmac_secrets, &settings.admin_token)
+        .with_protection(&settings.protection);
+    ops::limits::spawn_maintenance(state.limits.clone());
     tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // Every request answered 200 committed before it was answered; the ones
+    // still running when the signal came have now finished too.
     tracing::info!("stopped accepting; requests in flight finished; closing the pool");
     pool.close().await;
     Ok(())

@@ -84,6 +84,7 @@ async fn run_shard(pool: PgPool, operator: i16, mut queue: mpsc::Receiver<Job>, 
 }
 
 async fn commit(pool: &PgPool, operator: i16, jobs: Vec<Job>) {
+    crate::ops::metrics::record_group_size(jobs.len());
     let batches: Vec<&Batch> = jobs.iter().map(|job| &job.batch).collect();
     match process_group(pool, operator, &batches).await {
         Ok(outcomes) => {

@@ -1,0 +1,50 @@
+//! Operations: health, metrics, request observability, overload protection
+//! and reconciliation.
+//!
+//! - `observe`: request ids, the per-request log line and request metrics.
+//! - `limits`: rate limits, the in-flight cap and the request timeout.
+//! - `metrics`: the Prometheus recorder and every metric's name.
+//! - `reconcile`: proves balances, the ledger, the action registry and the
+//!   report rollups agree (`wallet reconcile`, `GET /v1/admin/reconciliation`).
+
+pub mod limits;
+pub mod metrics;
+pub mod observe;
+pub mod reconcile;
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::AppState;
+
+/// Unauthenticated and outside the overload protection, so that probes and
+/// scrapes keep answering while the service sheds load.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(prometheus))
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({"status": "live"}))
+}
+
+/// Ready while the database answers within a second.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let probe = sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&state.pool);
+    match tokio::time::timeout(Duration::from_secs(1), probe).await {
+        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"code": 503, "message": "database unavailable"}))),
+    }
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&state.pool))
+}

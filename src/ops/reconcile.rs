@@ -1,0 +1,389 @@
+//! Reconciliation: proves that balances, the ledger, the action registry and
+//! the report rollups tell one consistent story.
+//!
+//! Every check is one set-based query that returns a line per mismatch, and
+//! all of them read one snapshot (`REPEATABLE READ`), so the service may keep
+//! taking bets while it runs without producing false alarms. Run it with
+//! `wallet reconcile` (exit status 1 on any mismatch) or
+//! `GET /v1/admin/reconciliation`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::error::AppResult;
+use crate::AppState;
+
+/// At most this many mismatches of one check are listed (all are counted).
+pub const LISTED_PER_CHECK: i64 = 20;
+
+/// One invariant and the SQL that lists its violations, one `detail` each.
+struct Check {
+    name: &'static str,
+    description: &'static str,
+    sql: &'static str,
+}
+
+const CHECKS: &[Check] = &[
+    Check {
+        name: "balance_equals_ledger_sum",
+        description: "every player's balance equals the sum of their ledger movements",
+        sql: r#"
+            SELECT format('player %s (%s): balance %s, ledger movements sum to %s',
+                          p.id, p.user_id, p.balance, coalesce(l.total, 0))
+            FROM players p
+            LEFT JOIN (SELECT player_id, sum(balance_after - balance_before) AS total
+                       FROM ledger GROUP BY player_id) l ON l.player_id = p.id
+            WHERE p.balance <> coalesce(l.total, 0)"#,
+    },
+    Check {
+        name: "ledger_rows_have_a_player",
+        description: "every ledger row belongs to an existing player",
+        sql: r#"
+            SELECT format('%s ledger rows for unknown player %s', count(*), l.player_id)
+            FROM ledger l LEFT JOIN players p ON p.id = l.player_id
+            WHERE p.id IS NULL
+            GROUP BY l.player_id"#,
+    },
+    Check {
+        name: "balance_chain_is_unbroken",
+        description: "entries are numbered 1, 2, 3, … per player, the first starts from 0 \
+                      and each starts where the previous one ended",
+        sql: r#"
+            WITH chain AS (
+                SELECT player_id, seq, balance_before,
+                       lag(balance_after) OVER w AS previous_after,
+                       row_number() OVER w AS position
+                FROM ledger
+                WINDOW w AS (PARTITION BY player_id ORDER BY seq)
+            )
+            SELECT format('player %s seq %s: %s', player_id, seq, problem)
+            FROM (SELECT player_id, seq, CASE
+                    WHEN seq <> position
+                        THEN format('expected seq %s (a gap or a duplicate)', position)
+                    WHEN previous_after IS NULL AND balance_before <> 0
+                        THEN format('the first entry starts from %s, not 0', balance_before)
+                    WHEN balance_before <> previous_after
+                        THEN format('balance_before %s, but the previous entry ended at %s',
+                                    balance_before, previous_after)
+                  END AS problem
+                  FROM chain) c
+            WHERE problem IS NOT NULL"#,
+    },
+    Check {
+        name: "chain_ends_at_the_balance",
+        description: "a player's last_seq is their number of entries and the last entry \
+                      ends at their balance",
+        sql: r#"
+            WITH counted AS (SELECT player_id, count(*) AS entries FROM ledger GROUP BY player_id),
+                 last AS (SELECT DISTINCT ON (player_id) player_id, balance_after
+                          FROM ledger ORDER BY player_id, seq DESC)
+            SELECT format('player %s (%s): last_seq %s, %s entries, balance %s, last entry ends at %s',
+                          p.id, p.user_id, p.last_seq, coalesce(c.entries, 0), p.balance,
+                          coalesce(l.balance_after, 0))
+            FROM players p
+            LEFT JOIN counted c ON c.player_id = p.id
+            LEFT JOIN last l ON l.player_id = p.id
+            WHERE p.last_seq <> coalesce(c.entries, 0)
+               OR p.balance <> coalesce(l.balance_after, 0)"#,
+    },
+    Check {
+        name: "action_took_effect_once",
+        description: "a provider action_id appears in at most one ledger row",
+        sql: r#"
+            SELECT format('action %s has %s ledger rows', action_id, count(*))
+            FROM ledger WHERE action_id IS NOT NULL
+            GROUP BY action_id HAVING count(*) > 1"#,
+    },
+    Check {
+        name: "tx_id_is_unique",
+        description: "a tx_id names exactly one ledger row",
+        sql: r#"
+            SELECT format('tx_id %s has %s ledger rows', tx_id, count(*))
+            FROM ledger GROUP BY tx_id HAVING count(*) > 1"#,
+    },
+    Check {
+        name: "original_reversed_at_most_once",
+        description: "at most one rollback with a non-zero amount or movement per original",
+        sql: r#"
+            SELECT format('original %s was reversed by %s rollbacks', original_action_id, count(*))
+            FROM ledger
+            WHERE kind = 'rollback' AND (amount <> 0 OR balance_after <> balance_before)
+            GROUP BY original_action_id HAVING count(*) > 1"#,
+    },
+    Check {
+        name: "processed_actions_match_their_ledger_row",
+        description: "every processed action has one ledger row with the same tx_id, player, \
+                      kind, time, amount and original",
+        sql: r#"
+            SELECT format('action %s (tx %s): %s', a.action_id, a.tx_id, CASE
+                     WHEN l.tx_id IS NULL THEN 'no ledger row with its tx_id'
+                     ELSE format('ledger row says player %s, %s of %s at %s, original %s',
+                                 l.player_id, l.kind, l.amount, l.created_at,
+                                 coalesce(l.original_action_id::text, 'none'))
+                   END)
+            FROM actions a
+            LEFT JOIN ledger l ON l.action_id = a.action_id AND l.tx_id = a.tx_id
+            WHERE a.tx_id IS NOT NULL
+              AND (l.tx_id IS NULL
+                   OR l.player_id <> a.player_id
+                   OR l.kind <> a.kind
+                   OR l.created_at <> a.processed_at
+                   OR (a.kind IN ('bet', 'win') AND l.amount <> a.amount)
+                   OR l.original_action_id IS DISTINCT FROM a.original_action_id)"#,
+    },
+    Check {
+        name: "ledger_actions_are_registered",
+        description: "every provider ledger row is a processed action in the registry",
+        sql: r#"
+            SELECT format('ledger row %s (player %s, %s %s) has no processed action',
+                          l.tx_id, l.player_id, l.kind, l.action_id)
+            FROM ledger l LEFT JOIN actions a ON a.action_id = l.action_id AND a.tx_id = l.tx_id
+            WHERE l.action_id IS NOT NULL AND a.action_id IS NULL"#,
+    },
+    Check {
+        name: "rollbacks_name_a_known_original",
+        description: "every rollback names a bet, win or placeholder of the same player",
+        sql: r#"
+            SELECT format('rollback %s of player %s names original %s: %s',
+                          l.action_id, l.player_id, l.original_action_id, CASE
+                            WHEN o.action_id IS NULL THEN 'not in the registry'
+                            WHEN o.player_id <> l.player_id
+                                THEN format('which belongs to player %s', o.player_id)
+                            ELSE 'which is itself a rollback'
+                          END)
+            FROM ledger l LEFT JOIN actions o ON o.action_id = l.original_action_id
+            WHERE l.kind = 'rollback'
+              AND (o.action_id IS NULL OR o.player_id <> l.player_id OR o.kind = 'rollback')"#,
+    },
+    Check {
+        name: "reversals_point_at_their_rollback",
+        description: "an action marked reversed names a rollback of it, by the same player",
+        sql: r#"
+            SELECT format('action %s is marked reversed by %s, %s', a.action_id, a.reversed_by,
+                          CASE WHEN r.action_id IS NULL THEN 'which was never processed'
+                               ELSE 'which is not a rollback of it by the same player' END)
+            FROM actions a LEFT JOIN actions r ON r.action_id = a.reversed_by AND r.tx_id IS NOT NULL
+            WHERE a.reversed_by IS NOT NULL
+              AND (r.action_id IS NULL
+                   OR r.kind <> 'rollback'
+                   OR r.original_action_id <> a.action_id
+                   OR r.player_id <> a.player_id)"#,
+    },
+    Check {
+        name: "net_effect_of_each_bet_and_win",
+        description: "a bet or win not reversed moved its amount once and no rollback moved it \
+                      back; a reversed one and its rollbacks net to zero",
+        sql: r#"
+            WITH moves AS (
+                SELECT action_id, original_action_id, kind, balance_after - balance_before AS change
+                FROM ledger WHERE action_id IS NOT NULL
+            ),
+            reversals AS (
+                SELECT original_action_id, sum(change) AS change
+                FROM moves WHERE kind = 'rollback' GROUP BY original_action_id
+            )
+            SELECT format('%s %s of %s (%s): moved %s, its rollbacks moved %s',
+                          a.kind, a.action_id, a.amount,
+                          CASE WHEN a.reversed_by IS NULL THEN 'live' ELSE 'reversed' END,
+                          own.change, coalesce(r.change, 0))
+            FROM actions a
+            JOIN moves own ON own.action_id = a.action_id
+            LEFT JOIN reversals r ON r.original_action_id = a.action_id
+            WHERE a.kind IN ('bet', 'win')
+              AND CASE WHEN a.reversed_by IS NULL
+                       THEN own.change <> CASE a.kind WHEN 'bet' THEN -a.amount ELSE a.amount END
+                            OR coalesce(r.change, 0) <> 0
+                       ELSE own.change + coalesce(r.change, 0) <> 0
+                  END"#,
+    },
+    Check {
+        name: "back_office_movements_match_their_keys",
+        description: "every deposit and withdrawal has its idempotency key and every key its \
+                      ledger row, with the same balance",
+        sql: r#"
+            SELECT format('player %s: %s', coalesce(l.player_id, k.player_id), CASE
+                     WHEN k.tx_id IS NULL THEN format('%s %s has no idempotency key', l.kind, l.tx_id)
+                     WHEN l.tx_id IS NULL THEN format('key %L names missing tx %s',
+                                                      k.idempotency_key, k.tx_id)
+                     ELSE format('key %L stores balance %s, ledger row %s ends at %s',
+                                 k.idempotency_key, k.balance_after, l.tx_id, l.balance_after)
+                   END)
+            FROM (SELECT * FROM ledger WHERE kind IN ('deposit', 'withdrawal')) l
+            FULL JOIN idempotency_keys k ON k.tx_id = l.tx_id AND k.player_id = l.player_id
+            WHERE k.tx_id IS NULL OR l.tx_id IS NULL OR k.balance_after <> l.balance_after"#,
+    },
+    Check {
+        name: "rtp_rollups_match_the_actions",
+        description: "rtp_hourly equals the bets and wins summed per player, hour and game, \
+                      live and reversed apart, in the player's currency",
+        sql: r#"
+            WITH expected AS (
+                SELECT a.player_id, date_trunc('hour', a.processed_at, 'UTC') AS bucket,
+                       coalesce(a.game, '') AS game,
+                       coalesce(sum(a.amount) FILTER (WHERE a.kind = 'bet' AND a.reversed_by IS NULL), 0) AS total_bet,
+                       coalesce(sum(a.amount) FILTER (WHERE a.kind = 'win' AND a.reversed_by IS NULL), 0) AS total_win,
+                       coalesce(sum(a.amount) FILTER (WHERE a.kind = 'bet' AND a.reversed_by IS NOT NULL), 0) AS rolled_back_bet,
+                       coalesce(sum(a.amount) FILTER (WHERE a.kind = 'win' AND a.reversed_by IS NOT NULL), 0) AS rolled_back_win
+                FROM actions a
+                WHERE a.kind IN ('bet', 'win')
+                GROUP BY 1, 2, 3
+            )
+            SELECT format('player %s, hour %s, game %L: rollup bet/win/rolled back %s/%s/%s/%s %s, actions say %s/%s/%s/%s %s',
+                          player_id, bucket, game,
+                          h.total_bet, h.total_win, h.rolled_back_bet, h.rolled_back_win, h.currency,
+                          e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, p.currency)
+            FROM expected e
+            FULL JOIN rtp_hourly h USING (player_id, bucket, game)
+            LEFT JOIN players p ON p.id = player_id
+            WHERE coalesce(e.total_bet, 0) <> coalesce(h.total_bet, 0)
+               OR coalesce(e.total_win, 0) <> coalesce(h.total_win, 0)
+               OR coalesce(e.rolled_back_bet, 0) <> coalesce(h.rolled_back_bet, 0)
+               OR coalesce(e.rolled_back_win, 0) <> coalesce(h.rolled_back_win, 0)
+               OR h.currency IS DISTINCT FROM p.currency AND h.player_id IS NOT NULL"#,
+    },
+    Check {
+        name: "round_buckets_match_the_live_bets",
+        description: "round_buckets counts the bets not rolled back per player, hour, game \
+                      and round",
+        sql: r#"
+            WITH expected AS (
+                SELECT player_id, date_trunc('hour', processed_at, 'UTC') AS bucket,
+                       coalesce(game, '') AS game, game_id, count(*) AS live_bets
+                FROM actions
+                WHERE kind = 'bet' AND reversed_by IS NULL AND game_id IS NOT NULL
+                GROUP BY 1, 2, 3, 4
+            )
+            SELECT format('player %s, hour %s, game %L, round %L: %s live bets recorded, %s in the actions',
+                          player_id, bucket, game, game_id,
+                          coalesce(b.live_bets, 0), coalesce(e.live_bets, 0))
+            FROM expected e
+            FULL JOIN round_buckets b USING (player_id, bucket, game, game_id)
+            WHERE coalesce(e.live_bets, 0) <> coalesce(b.live_bets, 0)"#,
+    },
+];
+
+/// What one check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub mismatches: i64,
+    /// The first [`LISTED_PER_CHECK`] mismatches.
+    pub examples: Vec<String>,
+}
+
+/// What was checked and what disagreed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub players: i64,
+    pub ledger_rows: i64,
+    pub actions: i64,
+    pub total_balance: i64,
+    pub checks: Vec<CheckResult>,
+}
+
+impl Report {
+    pub fn mismatches(&self) -> i64 {
+        self.checks.iter().map(|c| c.mismatches).sum()
+    }
+}
+
+/// Runs every check against one consistent snapshot of the database.
+pub async fn reconcile(pool: &PgPool) -> sqlx::Result<Report> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let (players, total_balance): (i64, i64) =
+        sqlx::query_as("SELECT count(*), coalesce(sum(balance), 0)::int8 FROM players")
+            .fetch_one(&mut *tx)
+            .await?;
+    let (ledger_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM ledger").fetch_one(&mut *tx).await?;
+    let (actions,): (i64,) = sqlx::query_as("SELECT count(*) FROM actions").fetch_one(&mut *tx).await?;
+    let mut checks = Vec::with_capacity(CHECKS.len());
+    for check in CHECKS {
+        // The check lists its mismatches; this counts them all and keeps a few.
+        let listed = format!(
+            "SELECT m.detail, count(*) OVER () FROM ({}) AS m(detail) LIMIT {LISTED_PER_CHECK}",
+            check.sql
+        );
+        let rows: Vec<(String, i64)> = sqlx::query_as(&listed).fetch_all(&mut *tx).await?;
+        checks.push(CheckResult {
+            name: check.name,
+            description: check.description,
+            mismatches: rows.first().map_or(0, |(_, total)| *total),
+            examples: rows.into_iter().map(|(detail, _)| detail).collect(),
+        });
+    }
+    tx.commit().await?;
+    Ok(Report {
+        ok: checks.iter().all(|c| c.mismatches == 0),
+        players,
+        ledger_rows,
+        actions,
+        total_balance,
+        checks,
+    })
+}
+
+/// The report as people read it: a summary, then each check and its mismatches.
+pub fn render_text(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "reconciled {} players, {} ledger rows, {} actions; balances total {}",
+        report.players, report.ledger_rows, report.actions, report.total_balance
+    );
+    for check in &report.checks {
+        let verdict =
+            if check.mismatches == 0 { "ok".to_string() } else { format!("{} MISMATCHES", check.mismatches) };
+        let _ = writeln!(out, "  {:<42} {verdict}", check.name);
+        for example in &check.examples {
+            let _ = writeln!(out, "      {example}");
+        }
+        if check.mismatches > check.examples.len() as i64 {
+            let _ = writeln!(out, "      … and {} more", check.mismatches - check.examples.len() as i64);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if report.ok {
+            "reconciliation clean".to_string()
+        } else {
+            format!("reconciliation FAILED: {} mismatches", report.mismatches())
+        }
+    );
+    out
+}
+
+/// `GET /v1/admin/reconciliation` (bearer-protected with the back office):
+/// 200 with the report; `ok` says whether everything agreed.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/admin/reconciliation", get(reconciliation))
+}
+
+async fn reconciliation(State(state): State<AppState>) -> AppResult<Json<Report>> {
+    Ok(Json(reconcile(&state.pool).await?))
+}
+
+/// `wallet reconcile`: prints the report; `Ok(false)` when anything disagreed.
+pub async fn run(database_url: &str, json: bool) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .context("cannot connect to the database")?;
+    let report = reconcile(&pool).await.context("reconciliation query failed")?;
+    pool.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_text(&report));
+    }
+    Ok(report.ok)
+}
