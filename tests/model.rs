@@ -146,6 +146,7 @@ impl Model {
                             },
                         );
                     }
+                    Kind::Rollback if a.original == a.slot => return Err(102),
                     Kind::Rollback => {
                         match next.ids.get(&a.original).cloned() {
                             None => {

@@ -166,6 +166,13 @@ async fn a_rollback_of_a_rollback_is_refused_with_code_102(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_rollback_naming_itself_as_its_original_is_refused_with_code_102(pool: PgPool) {
+    let server = server(pool).await;
+    let own = id();
+    assert_refused(&server, &batch(ALICE, vec![bet(id(), 5), rollback(own, own)]), 422, 102).await;
+}
+
+#[sqlx::test]
 async fn a_late_original_that_is_itself_a_rollback_is_refused_with_code_102(pool: PgPool) {
     let server = server(pool).await;
     let (bet_id, late_rollback_id) = (id(), id());

@@ -240,6 +240,10 @@ impl Draft<'_> {
     }
 
     fn apply_rollback(&mut self, action: &Action, id: Uuid, original_id: Uuid) -> Result<Uuid, AppError> {
+        if original_id == id {
+            // A rollback naming itself would reverse a rollback.
+            return Err(AppError::RollbackOfRollback);
+        }
         let Some(mut original) = self.lookup(original_id).cloned() else {
             // Pre-rollback: leave a placeholder saying the original is reversed
             // before it exists; it moves no money now or when it arrives.
