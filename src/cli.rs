@@ -31,6 +31,8 @@ enum Command {
     /// Check balances, the ledger chain, the action registry and the report
     /// rollups against each other; exits 1 on any mismatch.
     Reconcile(ReconcileArgs),
+    /// Drive a running service with signed provider load and check that money is conserved.
+    Bench(crate::tools::bench::BenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -44,6 +46,7 @@ pub fn main() -> ExitCode {
             Command::Reconcile(args) => {
                 crate::ops::reconcile::run(&args.database.database_url, args.json).await
             }
+            Command::Bench(args) => crate::tools::bench::run(args).await,
         }
     });
     match result {

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod ops;
 pub mod players;
 pub mod provider;
+pub mod tools;
 
 use std::sync::Arc;
 
