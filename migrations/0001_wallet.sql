@@ -30,7 +30,7 @@ CREATE TABLE players (
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT players_balance_check CHECK (balance >= 0),
     CONSTRAINT players_operator_user_key UNIQUE (operator_id, user_id)
-);
+) WITH (fillfactor = 70);  -- every request updates its player in place: room for HOT updates
 
 -- What a ledger entry is. Provider actions are bet/win/rollback; the
 -- back office moves money with deposit/withdrawal.
@@ -146,7 +146,7 @@ CREATE TABLE rtp_hourly (
     rolled_back_bet BIGINT NOT NULL DEFAULT 0,
     rolled_back_win BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (player_id, bucket, game)
-);
+) WITH (fillfactor = 70);  -- updated in place by every request in the hour
 CREATE INDEX rtp_hourly_bucket_idx ON rtp_hourly (bucket);
 
 -- Live (not rolled back) bets per round and hour, for exact distinct-round
@@ -158,7 +158,7 @@ CREATE TABLE round_buckets (
     game_id   TEXT NOT NULL,
     live_bets INTEGER NOT NULL,
     PRIMARY KEY (player_id, bucket, game, game_id)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX round_buckets_bucket_idx ON round_buckets (bucket) WHERE live_bets > 0;
 
 -- Creates the monthly ledger partitions covering [from_month, to_month].

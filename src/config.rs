@@ -41,6 +41,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// Group-commit shard loops, each committing many requests per transaction.
+    /// About twice the database server's cores: more concurrent transactions
+    /// than it can run only contend (measured in docs/BENCHMARKS.md).
+    #[arg(long, env = "GROUP_COMMIT_SHARDS", default_value_t = 4)]
+    pub group_commit_shards: usize,
+
     #[command(flatten)]
     pub protection: ProtectionArgs,
 }
@@ -131,6 +137,7 @@ pub struct Settings {
     pub admin_token: String,
     pub pool_size: u32,
     pub acquire_timeout: Duration,
+    pub group_commit_shards: usize,
     pub protection: Protection,
 }
 
@@ -195,6 +202,7 @@ impl ServeArgs {
             admin_token,
             pool_size: self.db_pool_size.max(1),
             acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            group_commit_shards: self.group_commit_shards.max(1),
             protection: self.protection.into(),
         })
     }
@@ -213,6 +221,7 @@ mod tests {
             admin_token: "admin-token".into(),
             pool_size: 1,
             acquire_timeout: Duration::from_secs(1),
+            group_commit_shards: 4,
             protection: Protection::unlimited(),
         };
         let shown = format!("{settings:?}");

@@ -61,6 +61,12 @@ impl AppState {
         }
     }
 
+    /// The same state committing through `shards` group-commit loops.
+    pub fn with_group_commit(self, shards: usize) -> AppState {
+        let committer = ledger::group::GroupCommitter::start(self.pool.clone(), self.operator, shards, 64);
+        AppState { committer, ..self }
+    }
+
     /// The same state under the given overload protection (none by default).
     pub fn with_protection(self, protection: &Protection) -> AppState {
         AppState { limits: Arc::new(Limits::new(protection)), ..self }
@@ -125,6 +131,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let state = AppState::new(pool.clone(), &settings.hmac_secrets, &settings.admin_token)
         .with_protection(&settings.protection);
+    let state = state.with_group_commit(settings.group_commit_shards);
     ops::limits::spawn_maintenance(state.limits.clone());
     tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
