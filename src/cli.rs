@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
+use crate::tools::seed::SeedArgs;
+use crate::tools::seed_ledger::SeedLedgerArgs;
+use crate::tools::simulate::SimulateArgs;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +26,12 @@ enum Command {
     Serve(ServeArgs),
     /// Create the database if missing and apply migrations.
     Migrate(DatabaseArgs),
+    /// Create funded players `<prefix>1` … `<prefix>N` in bulk (idempotent).
+    Seed(SeedArgs),
+    /// Play rounds over signed HTTP and check the RTP reports to the cent.
+    Simulate(SimulateArgs),
+    /// Write months of realistic history straight into the ledger and rollups.
+    SeedLedger(SeedLedgerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -36,6 +45,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => crate::serve(args.settings()?).await,
             Command::Migrate(args) => crate::prepare_database(&args.database_url).await,
+            Command::Seed(args) => crate::tools::seed::run(args).await,
+            Command::Simulate(args) => crate::tools::simulate::run(args).await,
+            Command::SeedLedger(args) => crate::tools::seed_ledger::run(args).await,
         }
     });
     match result {

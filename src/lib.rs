@@ -3,7 +3,9 @@
 //! - [`provider`]: the HMAC-signed provider API (bets, wins, rollbacks).
 //! - [`ledger`]: the money rules and the hot path that applies them.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
+//! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`ops`]: health endpoints.
+//! - [`tools`]: seeding and simulation commands for load tests and benchmarks.
 
 pub mod cli;
 pub mod config;
@@ -14,6 +16,8 @@ pub mod ledger;
 pub mod ops;
 pub mod players;
 pub mod provider;
+pub mod reports;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -51,10 +55,13 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
-    let back_office = players::routes().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        http::require_admin,
-    ));
+    let back_office =
+        players::routes()
+            .merge(reports::routes())
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                http::require_admin,
+            ));
     Router::new()
         .merge(provider::routes(state.clone()))
         .merge(back_office)

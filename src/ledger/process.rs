@@ -250,25 +250,69 @@ pub async fn write_effects(conn: &mut PgConnection, wallet: &Wallet) -> AppResul
                  AS e(seq, tx_id, kind, amount, balance_before, balance_after,
                       action_id, original_action_id, game, game_id)
         ),
+        -- Round bookkeeping for exact distinct-round counts (see
+        -- migrations/0002_report_rounds.sql). Only this player's rows are read
+        -- or written, under the lock already held.
+        round_deltas AS (
+            SELECT n.bucket, n.game, n.game_id, n.delta
+            FROM UNNEST($40::timestamptz[], $41::text[], $42::text[], $43::int4[])
+                 AS n(bucket, game, game_id, delta)
+        ),
+        -- Every stored row of the rounds touched now.
+        round_family AS (
+            SELECT f.bucket, f.game, f.game_id, f.split
+            FROM round_buckets f
+            WHERE f.player_id = $1 AND f.game_id IN (SELECT game_id FROM round_deltas)
+        ),
+        -- Rounds that now have rows in more than one (hour, game).
+        split_rounds AS (
+            SELECT k.game_id
+            FROM (SELECT bucket, game, game_id FROM round_deltas
+                  UNION SELECT bucket, game, game_id FROM round_family) AS k
+            GROUP BY k.game_id HAVING count(*) > 1
+        ),
+        rounds AS (
+            INSERT INTO round_buckets AS b (player_id, bucket, game, game_id, live_bets, split)
+            SELECT $1, k.bucket, k.game, k.game_id, k.delta,
+                   k.game_id IN (SELECT game_id FROM split_rounds)
+            FROM (SELECT bucket, game, game_id, delta FROM round_deltas
+                  UNION ALL
+                  -- Stored rows of a round that just became split get the mark too.
+                  SELECT f.bucket, f.game, f.game_id, 0 FROM round_family f
+                  WHERE NOT f.split
+                    AND f.game_id IN (SELECT game_id FROM split_rounds)
+                    AND NOT EXISTS (SELECT 1 FROM round_deltas d
+                                    WHERE d.bucket = f.bucket AND d.game = f.game
+                                      AND d.game_id = f.game_id)) AS k
+            ON CONFLICT (player_id, bucket, game, game_id) DO UPDATE
+            SET live_bets = b.live_bets + excluded.live_bets,
+                split = b.split OR excluded.split
+            RETURNING b.bucket, b.game, b.game_id, b.live_bets
+        ),
+        -- Rows whose live_bets crossed zero change the hour's live-round count.
+        round_changes AS (
+            SELECT r.bucket, r.game,
+                   sum((r.live_bets > 0)::int - (r.live_bets - d.delta > 0)::int) AS rounds
+            FROM rounds r
+            JOIN round_deltas d
+              ON d.bucket = r.bucket AND d.game = r.game AND d.game_id = r.game_id
+            GROUP BY r.bucket, r.game
+        ),
         rollups AS (
             INSERT INTO rtp_hourly AS h (player_id, bucket, game, currency, total_bet, total_win,
-                                         rolled_back_bet, rolled_back_win)
-            SELECT $1, r.bucket, r.game, $33, r.bet, r.win, r.rb_bet, r.rb_win
+                                         rolled_back_bet, rolled_back_win, rounds)
+            SELECT $1, coalesce(r.bucket, c.bucket), coalesce(r.game, c.game), $33,
+                   coalesce(r.bet, 0), coalesce(r.win, 0), coalesce(r.rb_bet, 0),
+                   coalesce(r.rb_win, 0), coalesce(c.rounds, 0)
             FROM UNNEST($34::timestamptz[], $35::text[], $36::int8[], $37::int8[],
                         $38::int8[], $39::int8[]) AS r(bucket, game, bet, win, rb_bet, rb_win)
+            FULL JOIN round_changes c ON c.bucket = r.bucket AND c.game = r.game
             ON CONFLICT (player_id, bucket, game) DO UPDATE
             SET total_bet = h.total_bet + excluded.total_bet,
                 total_win = h.total_win + excluded.total_win,
                 rolled_back_bet = h.rolled_back_bet + excluded.rolled_back_bet,
-                rolled_back_win = h.rolled_back_win + excluded.rolled_back_win
-        ),
-        rounds AS (
-            INSERT INTO round_buckets AS b (player_id, bucket, game, game_id, live_bets)
-            SELECT $1, n.bucket, n.game, n.game_id, n.delta
-            FROM UNNEST($40::timestamptz[], $41::text[], $42::text[], $43::int4[])
-                 AS n(bucket, game, game_id, delta)
-            ON CONFLICT (player_id, bucket, game, game_id) DO UPDATE
-            SET live_bets = b.live_bets + excluded.live_bets
+                rolled_back_win = h.rolled_back_win + excluded.rolled_back_win,
+                rounds = h.rounds + excluded.rounds
         )
         UPDATE players SET balance = $2, last_seq = $3, updated_at = $4 WHERE id = $1
         "#,
