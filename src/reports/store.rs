@@ -2,7 +2,9 @@
 //!
 //! 1. whole hours of the window, summed from `rtp_hourly`;
 //! 2. the partial hours at its edges, read from the raw ledger, with the
-//!    rolled-back state from `actions`;
+//!    rolled-back state from `actions` (looked up per row by a subquery: a
+//!    join would be costed against all 16 hash partitions of `actions` and
+//!    could turn into a scan of the whole registry);
 //! 3. distinct rounds: `rtp_hourly.rounds` counts a round once per (hour,
 //!    game) it is live in, so the excess of the few `split` rounds is taken
 //!    off, and an edge round is added only if no whole hour counted it.
@@ -83,7 +85,7 @@ pub async fn users(
             LIMIT $9
         )
         SELECT page.user_id, page.currency,
-               (hourly.rounds - split.extra + edge_rounds.rounds)::int8 AS "rounds!",
+               (hourly.rounds - split.extra + edge.rounds)::int8 AS "rounds!",
                (hourly.bet + edge.bet)::int8 AS "total_bet!",
                (hourly.win + edge.win)::int8 AS "total_win!",
                (hourly.rb_bet + edge.rb_bet)::int8 AS "rolled_back_bet!",
@@ -105,29 +107,27 @@ pub async fn users(
               AND b.split AND b.live_bets > 0
         ) AS split
         CROSS JOIN LATERAL (
-            SELECT coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL), 0) AS bet,
-                   coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL), 0) AS win,
-                   coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NOT NULL), 0) AS rb_bet,
-                   coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NOT NULL), 0) AS rb_win
-            FROM ledger l
-            JOIN actions a ON a.action_id = l.action_id
-            WHERE l.player_id = page.id AND l.kind IN ('bet', 'win')
-              AND ((l.created_at >= $1 AND l.created_at < $3)
-                   OR (l.created_at >= $4 AND l.created_at < $2))
+            SELECT coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0) AS bet,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0) AS win,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0) AS rb_bet,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND e.rolled_back), 0) AS rb_win,
+                   -- Edge rounds that no whole hour of the window has a live bet of.
+                   count(DISTINCT CASE
+                       WHEN e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
+                        AND NOT EXISTS (SELECT 1 FROM round_buckets b
+                                        WHERE b.player_id = page.id AND b.game_id = e.game_id
+                                          AND b.bucket >= $3 AND b.bucket < $4
+                                          AND b.live_bets > 0)
+                       THEN e.game_id END) AS rounds
+            FROM (SELECT l.kind, l.amount, l.game_id,
+                         EXISTS (SELECT 1 FROM actions a
+                                 WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
+                             AS rolled_back
+                  FROM ledger l
+                  WHERE l.player_id = page.id AND l.kind IN ('bet', 'win')
+                    AND ((l.created_at >= $1 AND l.created_at < $3)
+                         OR (l.created_at >= $4 AND l.created_at < $2))) AS e
         ) AS edge
-        -- Edge rounds that no whole hour of the window has a live bet of.
-        CROSS JOIN LATERAL (
-            SELECT count(DISTINCT l.game_id) AS rounds
-            FROM ledger l
-            JOIN actions a ON a.action_id = l.action_id
-            WHERE l.player_id = page.id AND l.kind = 'bet' AND a.reversed_by IS NULL
-              AND l.game_id IS NOT NULL
-              AND ((l.created_at >= $1 AND l.created_at < $3)
-                   OR (l.created_at >= $4 AND l.created_at < $2))
-              AND NOT EXISTS (SELECT 1 FROM round_buckets b
-                              WHERE b.player_id = page.id AND b.game_id = l.game_id
-                                AND b.bucket >= $3 AND b.bucket < $4 AND b.live_bets > 0)
-        ) AS edge_rounds
         ORDER BY page.user_id
         "#,
         window.from,
@@ -166,34 +166,47 @@ pub async fn casino(
 ) -> AppResult<Vec<CasinoTotals>> {
     let rows = sqlx::query!(
         r#"
-        WITH hourly AS MATERIALIZED (
-            SELECT h.currency, h.player_id,
+        WITH edge AS MATERIALIZED (
+            SELECT l.player_id, p.currency, l.kind, l.amount, l.game_id,
+                   EXISTS (SELECT 1 FROM actions a
+                           WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
+                       AS rolled_back
+            FROM ledger l
+            JOIN players p ON p.id = l.player_id
+            WHERE l.kind IN ('bet', 'win')
+              AND ((l.created_at >= $1 AND l.created_at < $3)
+                   OR (l.created_at >= $4 AND l.created_at < $2))
+              AND ($5::text IS NULL OR p.currency = $5)
+        ),
+        -- Each part: currency, users, bet, win, rolled back bet and win, rounds.
+        parts AS (
+            SELECT h.currency, 0::int8 AS users,
                    sum(h.total_bet) AS bet, sum(h.total_win) AS win,
                    sum(h.rolled_back_bet) AS rb_bet, sum(h.rolled_back_win) AS rb_win,
                    sum(h.rounds) AS rounds
             FROM rtp_hourly h
             WHERE h.bucket >= $3 AND h.bucket < $4
               AND ($5::text IS NULL OR h.currency = $5)
-            GROUP BY h.currency, h.player_id
-        ),
-        edge AS MATERIALIZED (
-            SELECT l.player_id, p.currency, l.kind, l.amount, l.game_id,
-                   a.reversed_by IS NOT NULL AS rolled_back
-            FROM ledger l
-            JOIN players p ON p.id = l.player_id
-            JOIN actions a ON a.action_id = l.action_id
-            WHERE l.kind IN ('bet', 'win')
-              AND ((l.created_at >= $1 AND l.created_at < $3)
-                   OR (l.created_at >= $4 AND l.created_at < $2))
-              AND ($5::text IS NULL OR p.currency = $5)
-        ),
-        parts AS (
-            SELECT currency, sum(bet) AS bet, sum(win) AS win, sum(rb_bet) AS rb_bet,
-                   sum(rb_win) AS rb_win, sum(rounds) AS rounds
-            FROM hourly GROUP BY currency
+            GROUP BY h.currency
+            UNION ALL
+            -- Players of the whole hours, counted apart from the sums so that
+            -- both aggregate by hashing narrow rows, never by sorting wide ones.
+            SELECT u.currency, count(*), 0, 0, 0, 0, 0
+            FROM (SELECT DISTINCT h.currency, h.player_id FROM rtp_hourly h
+                  WHERE h.bucket >= $3 AND h.bucket < $4
+                    AND ($5::text IS NULL OR h.currency = $5)) AS u
+            GROUP BY u.currency
+            UNION ALL
+            -- Players seen only in the edges.
+            SELECT e.currency, count(DISTINCT e.player_id), 0, 0, 0, 0, 0
+            FROM edge e
+            WHERE NOT EXISTS (SELECT 1 FROM rtp_hourly h
+                              WHERE h.player_id = e.player_id
+                                AND h.bucket >= $3 AND h.bucket < $4)
+            GROUP BY e.currency
             UNION ALL
             -- A round live in n (hour, game) rows of the window was counted n times.
-            SELECT p.currency, 0, 0, 0, 0,
+            SELECT p.currency, 0, 0, 0, 0, 0,
                    -(count(*) - count(DISTINCT (b.player_id, b.game_id)))
             FROM round_buckets b
             JOIN players p ON p.id = b.player_id
@@ -201,7 +214,7 @@ pub async fn casino(
               AND ($5::text IS NULL OR p.currency = $5)
             GROUP BY p.currency
             UNION ALL
-            SELECT e.currency,
+            SELECT e.currency, 0,
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0),
@@ -210,29 +223,21 @@ pub async fn casino(
             FROM edge e GROUP BY e.currency
             UNION ALL
             -- Edge rounds that no whole hour of the window has a live bet of.
-            SELECT e.currency, 0, 0, 0, 0, count(DISTINCT (e.player_id, e.game_id))
+            SELECT e.currency, 0, 0, 0, 0, 0, count(DISTINCT (e.player_id, e.game_id))
             FROM edge e
             WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM round_buckets b
                               WHERE b.player_id = e.player_id AND b.game_id = e.game_id
                                 AND b.bucket >= $3 AND b.bucket < $4 AND b.live_bets > 0)
             GROUP BY e.currency
-        ),
-        users AS (
-            SELECT u.currency, count(DISTINCT u.player_id) AS users
-            FROM (SELECT currency, player_id FROM hourly
-                  UNION ALL SELECT currency, player_id FROM edge) AS u
-            GROUP BY u.currency
         )
-        SELECT parts.currency AS "currency!", users.users AS "users!",
-               sum(parts.rounds)::int8 AS "rounds!",
-               sum(parts.bet)::int8 AS "total_bet!", sum(parts.win)::int8 AS "total_win!",
-               sum(parts.rb_bet)::int8 AS "rolled_back_bet!",
-               sum(parts.rb_win)::int8 AS "rolled_back_win!"
+        SELECT currency AS "currency!", sum(users)::int8 AS "users!",
+               sum(rounds)::int8 AS "rounds!",
+               sum(bet)::int8 AS "total_bet!", sum(win)::int8 AS "total_win!",
+               sum(rb_bet)::int8 AS "rolled_back_bet!", sum(rb_win)::int8 AS "rolled_back_win!"
         FROM parts
-        JOIN users ON users.currency = parts.currency
-        GROUP BY parts.currency, users.users
-        ORDER BY parts.currency
+        GROUP BY currency
+        ORDER BY currency
         "#,
         window.from,
         window.to,
@@ -271,10 +276,12 @@ pub async fn games(
         r#"
         WITH edge AS MATERIALIZED (
             SELECT l.player_id, p.currency, coalesce(l.game, '') AS game, l.kind, l.amount,
-                   l.game_id, a.reversed_by IS NOT NULL AS rolled_back
+                   l.game_id,
+                   EXISTS (SELECT 1 FROM actions a
+                           WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
+                       AS rolled_back
             FROM ledger l
             JOIN players p ON p.id = l.player_id
-            JOIN actions a ON a.action_id = l.action_id
             WHERE l.kind IN ('bet', 'win')
               AND ((l.created_at >= $1 AND l.created_at < $3)
                    OR (l.created_at >= $4 AND l.created_at < $2))
