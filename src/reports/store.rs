@@ -171,8 +171,10 @@ pub async fn casino(
                    EXISTS (SELECT 1 FROM actions a
                            WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
                        AS rolled_back
+            -- The player's currency by primary key, row by row: a join would
+            -- hash every player to serve a few thousand edge rows.
             FROM ledger l
-            JOIN players p ON p.id = l.player_id
+            CROSS JOIN LATERAL (SELECT p.currency FROM players p WHERE p.id = l.player_id) AS p
             WHERE l.kind IN ('bet', 'win')
               AND ((l.created_at >= $1 AND l.created_at < $3)
                    OR (l.created_at >= $4 AND l.created_at < $2))
@@ -280,8 +282,10 @@ pub async fn games(
                    EXISTS (SELECT 1 FROM actions a
                            WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
                        AS rolled_back
+            -- The player's currency by primary key, row by row: a join would
+            -- hash every player to serve a few thousand edge rows.
             FROM ledger l
-            JOIN players p ON p.id = l.player_id
+            CROSS JOIN LATERAL (SELECT p.currency FROM players p WHERE p.id = l.player_id) AS p
             WHERE l.kind IN ('bet', 'win')
               AND ((l.created_at >= $1 AND l.created_at < $3)
                    OR (l.created_at >= $4 AND l.created_at < $2))
