@@ -73,14 +73,21 @@ pub async fn users(
               AND ($7::text IS NULL OR p.user_id = $7)
               AND ($5::text IS NULL OR p.currency = $5)
               AND ($8::text IS NULL OR p.user_id > $8)
+              -- Probed per player, in user_id order, until the page is full.
+              -- OFFSET 0 keeps the planner from turning each test into a hash
+              -- of every player active in the window, which would make a page
+              -- cost as much as the whole window.
               AND (EXISTS (SELECT 1 FROM rtp_hourly h
-                           WHERE h.player_id = p.id AND h.bucket >= $3 AND h.bucket < $4)
+                           WHERE h.player_id = p.id AND h.bucket >= $3 AND h.bucket < $4
+                           OFFSET 0)
                    OR EXISTS (SELECT 1 FROM ledger l
                               WHERE l.player_id = p.id AND l.kind IN ('bet', 'win')
-                                AND l.created_at >= $1 AND l.created_at < $3)
+                                AND l.created_at >= $1 AND l.created_at < $3
+                              OFFSET 0)
                    OR EXISTS (SELECT 1 FROM ledger l
                               WHERE l.player_id = p.id AND l.kind IN ('bet', 'win')
-                                AND l.created_at >= $4 AND l.created_at < $2))
+                                AND l.created_at >= $4 AND l.created_at < $2
+                              OFFSET 0))
             ORDER BY p.user_id
             LIMIT $9
         )
