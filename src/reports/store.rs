@@ -207,8 +207,8 @@ pub async fn casino(
             GROUP BY u.currency
             UNION ALL
             -- Players seen only in the edges.
-            SELECT e.currency, count(DISTINCT e.player_id), 0, 0, 0, 0, 0
-            FROM edge e
+            SELECT e.currency, count(*), 0, 0, 0, 0, 0
+            FROM (SELECT DISTINCT currency, player_id FROM edge) AS e
             WHERE NOT EXISTS (SELECT 1 FROM rtp_hourly h
                               WHERE h.player_id = e.player_id
                                 AND h.bucket >= $3 AND h.bucket < $4)
