@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
+use crate::tools::seed::SeedArgs;
+use crate::tools::seed_ledger::SeedLedgerArgs;
+use crate::tools::simulate::SimulateArgs;
 
 #[derive(clap::Args)]
 struct ReconcileArgs {
@@ -33,6 +36,12 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// Drive a running service with signed provider load and check that money is conserved.
     Bench(crate::tools::bench::BenchArgs),
+    /// Create funded players `<prefix>1` … `<prefix>N` in bulk (idempotent).
+    Seed(SeedArgs),
+    /// Play rounds over signed HTTP and check the RTP reports to the cent.
+    Simulate(SimulateArgs),
+    /// Write months of realistic history straight into the ledger and rollups.
+    SeedLedger(SeedLedgerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -47,6 +56,9 @@ pub fn main() -> ExitCode {
                 crate::ops::reconcile::run(&args.database.database_url, args.json).await
             }
             Command::Bench(args) => crate::tools::bench::run(args).await,
+            Command::Seed(args) => crate::tools::seed::run(args).await.map(|()| true),
+            Command::Simulate(args) => crate::tools::simulate::run(args).await.map(|()| true),
+            Command::SeedLedger(args) => crate::tools::seed_ledger::run(args).await.map(|()| true),
         }
     });
     match result {

@@ -3,7 +3,9 @@
 //! - [`provider`]: the HMAC-signed provider API (bets, wins, rollbacks).
 //! - [`ledger`]: the money rules and the hot path that applies them.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
+//! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
+//! - [`tools`]: seeding, simulation and load-generation commands.
 
 pub mod cli;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod ledger;
 pub mod ops;
 pub mod players;
 pub mod provider;
+pub mod reports;
 pub mod tools;
 
 use std::sync::Arc;
@@ -77,6 +80,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     ops::metrics::handle();
     let back_office = players::routes()
+        .merge(reports::routes())
         .merge(ops::reconcile::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), http::require_admin));
     // Rate limits, the in-flight cap and the timeout guard the routes that do

@@ -347,26 +347,74 @@ pub async fn write_effects(
                  AS e(player_id, seq, tx_id, kind, amount, balance_before, balance_after,
                       action_id, original_action_id, game, game_id)
         ),
+        -- Round bookkeeping for exact distinct-round counts (see
+        -- migrations/0002_report_rounds.sql). Only the locked players' rows
+        -- are read or written.
+        round_deltas AS (
+            SELECT n.player_id, n.bucket, n.game, n.game_id, n.delta
+            FROM UNNEST($41::int8[], $42::timestamptz[], $43::text[], $44::text[], $45::int4[])
+                 AS n(player_id, bucket, game, game_id, delta)
+        ),
+        -- Every stored row of the rounds touched now.
+        round_family AS (
+            SELECT f.player_id, f.bucket, f.game, f.game_id, f.split
+            FROM round_buckets f
+            WHERE (f.player_id, f.game_id) IN (SELECT player_id, game_id FROM round_deltas)
+        ),
+        -- Rounds that now have rows in more than one (hour, game).
+        split_rounds AS (
+            SELECT k.player_id, k.game_id
+            FROM (SELECT player_id, bucket, game, game_id FROM round_deltas
+                  UNION SELECT player_id, bucket, game, game_id FROM round_family) AS k
+            GROUP BY k.player_id, k.game_id HAVING count(*) > 1
+        ),
+        rounds AS (
+            INSERT INTO round_buckets AS b (player_id, bucket, game, game_id, live_bets, split)
+            SELECT k.player_id, k.bucket, k.game, k.game_id, k.delta,
+                   (k.player_id, k.game_id) IN (SELECT player_id, game_id FROM split_rounds)
+            FROM (SELECT player_id, bucket, game, game_id, delta FROM round_deltas
+                  UNION ALL
+                  -- Stored rows of a round that just became split get the mark too.
+                  SELECT f.player_id, f.bucket, f.game, f.game_id, 0 FROM round_family f
+                  WHERE NOT f.split
+                    AND (f.player_id, f.game_id) IN (SELECT player_id, game_id FROM split_rounds)
+                    AND NOT EXISTS (SELECT 1 FROM round_deltas d
+                                    WHERE d.player_id = f.player_id AND d.bucket = f.bucket
+                                      AND d.game = f.game AND d.game_id = f.game_id)) AS k
+            ON CONFLICT (player_id, bucket, game, game_id) DO UPDATE
+            SET live_bets = b.live_bets + excluded.live_bets,
+                split = b.split OR excluded.split
+            RETURNING b.player_id, b.bucket, b.game, b.game_id, b.live_bets
+        ),
+        -- Rows whose live_bets crossed zero change the hour's live-round count.
+        round_changes AS (
+            SELECT r.player_id, r.bucket, r.game,
+                   sum((r.live_bets > 0)::int - (r.live_bets - d.delta > 0)::int) AS rounds
+            FROM rounds r
+            JOIN round_deltas d
+              ON d.player_id = r.player_id AND d.bucket = r.bucket
+             AND d.game = r.game AND d.game_id = r.game_id
+            GROUP BY r.player_id, r.bucket, r.game
+        ),
         rollups AS (
             INSERT INTO rtp_hourly AS h (player_id, bucket, game, currency, total_bet, total_win,
-                                         rolled_back_bet, rolled_back_win)
-            SELECT r.player_id, r.bucket, r.game, r.currency, r.bet, r.win, r.rb_bet, r.rb_win
+                                         rolled_back_bet, rolled_back_win, rounds)
+            SELECT coalesce(r.player_id, c.player_id), coalesce(r.bucket, c.bucket),
+                   coalesce(r.game, c.game),
+                   coalesce(r.currency, (SELECT currency FROM players WHERE id = c.player_id)),
+                   coalesce(r.bet, 0), coalesce(r.win, 0), coalesce(r.rb_bet, 0),
+                   coalesce(r.rb_win, 0), coalesce(c.rounds, 0)
             FROM UNNEST($33::int8[], $34::timestamptz[], $35::text[], $36::text[], $37::int8[],
                         $38::int8[], $39::int8[], $40::int8[])
                  AS r(player_id, bucket, game, currency, bet, win, rb_bet, rb_win)
+            FULL JOIN round_changes c
+              ON c.player_id = r.player_id AND c.bucket = r.bucket AND c.game = r.game
             ON CONFLICT (player_id, bucket, game) DO UPDATE
             SET total_bet = h.total_bet + excluded.total_bet,
                 total_win = h.total_win + excluded.total_win,
                 rolled_back_bet = h.rolled_back_bet + excluded.rolled_back_bet,
-                rolled_back_win = h.rolled_back_win + excluded.rolled_back_win
-        ),
-        rounds AS (
-            INSERT INTO round_buckets AS b (player_id, bucket, game, game_id, live_bets)
-            SELECT n.player_id, n.bucket, n.game, n.game_id, n.delta
-            FROM UNNEST($41::int8[], $42::timestamptz[], $43::text[], $44::text[], $45::int4[])
-                 AS n(player_id, bucket, game, game_id, delta)
-            ON CONFLICT (player_id, bucket, game, game_id) DO UPDATE
-            SET live_bets = b.live_bets + excluded.live_bets
+                rolled_back_win = h.rolled_back_win + excluded.rolled_back_win,
+                rounds = h.rounds + excluded.rounds
         )
         UPDATE players AS p
         SET balance = u.balance, last_seq = u.last_seq, updated_at = $1

@@ -1,0 +1,246 @@
+//! Return-to-player reports per player, per game and for the whole casino,
+//! over any `[from, to)` window of processing time.
+//!
+//! - `window`: parsing a window and splitting it into whole hours and edges.
+//! - `store`: the queries, which read whole hours from the rollups and only
+//!   the partial hours at the edges from the raw ledger.
+//!
+//! How the rollups stay exact is in docs/REPORTS.md.
+
+pub mod store;
+pub mod window;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Currency, UserId};
+use crate::error::{AppError, AppResult};
+use crate::players::store::page;
+use crate::players::PageQuery;
+use crate::AppState;
+use store::Totals;
+use window::Window;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/reports/rtp/users", get(users))
+        .route("/v1/reports/rtp/casino", get(casino))
+        .route("/v1/reports/rtp/games", get(games))
+}
+
+/// Every query parameter a report accepts; each report reads its own.
+#[derive(Deserialize)]
+struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+    currency: Option<String>,
+    user_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ReportQuery {
+    fn parse(query: Result<Query<ReportQuery>, QueryRejection>) -> AppResult<ReportQuery> {
+        let Query(query) = query.map_err(|e| AppError::bad_request("query", e.body_text()))?;
+        Ok(query)
+    }
+
+    fn window(&self) -> AppResult<Window> {
+        Window::parse(self.from.as_deref(), self.to.as_deref())
+    }
+
+    fn currency(&self) -> AppResult<Option<Currency>> {
+        self.currency
+            .clone()
+            .map(|c| Currency::try_from(c).map_err(|e| AppError::bad_request("currency", e)))
+            .transpose()
+    }
+
+    fn page(&self) -> PageQuery {
+        PageQuery { limit: self.limit.clone(), cursor: self.cursor.clone() }
+    }
+
+    /// The keys of the row after which the page starts, from an opaque cursor
+    /// issued by the same report.
+    fn cursor(&self, report: &str) -> AppResult<Option<(String, String)>> {
+        self.cursor
+            .as_deref()
+            .map(|text| {
+                Cursor::decode(text)
+                    .filter(|c| c.report == report)
+                    .map(|c| (c.key, c.currency))
+                    .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this report issued"))
+            })
+            .transpose()
+    }
+}
+
+/// Position after the last row of a page: the report it belongs to and the
+/// row's sort key. Opaque to clients (base64url of JSON).
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    report: String,
+    key: String,
+    currency: String,
+}
+
+impl Cursor {
+    fn encode(report: &str, key: &str, currency: &str) -> String {
+        let cursor =
+            Cursor { report: report.to_string(), key: key.to_string(), currency: currency.to_string() };
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).expect("a cursor serialises"))
+    }
+
+    fn decode(text: &str) -> Option<Cursor> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).ok()?).ok()
+    }
+}
+
+/// The money columns every report row shares, with the ratio.
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub rounds: i64,
+    pub total_bet: i64,
+    pub total_win: i64,
+    pub rolled_back_bet: i64,
+    pub rolled_back_win: i64,
+    /// `total_win / total_bet`, or null when nothing was bet.
+    pub rtp: Option<f64>,
+}
+
+impl From<Totals> for Figures {
+    fn from(t: Totals) -> Figures {
+        // Floats only for the ratio; the amounts stay integers.
+        let rtp = (t.total_bet != 0).then(|| t.total_win as f64 / t.total_bet as f64);
+        Figures {
+            rounds: t.rounds,
+            total_bet: t.total_bet,
+            total_win: t.total_win,
+            rolled_back_bet: t.rolled_back_bet,
+            rolled_back_win: t.rolled_back_win,
+            rtp,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UserRow {
+    user_id: String,
+    currency: String,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Serialize)]
+struct CasinoRow {
+    currency: String,
+    users: i64,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Serialize)]
+struct GameRow {
+    /// null for bets and wins that came without a game.
+    game: Option<String>,
+    currency: String,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    data: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Rows<T> {
+    data: Vec<T>,
+}
+
+async fn users(
+    State(state): State<AppState>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> AppResult<Json<Page<UserRow>>> {
+    let query = ReportQuery::parse(query)?;
+    let window = query.window()?;
+    let currency = query.currency()?;
+    let user_id = query
+        .user_id
+        .clone()
+        .map(|u| UserId::try_from(u).map_err(|e| AppError::bad_request("user_id", e)))
+        .transpose()?;
+    let limit = query.page().limit()?;
+    let after = query.cursor("users")?;
+    let rows = store::users(
+        &state.pool,
+        state.operator,
+        &window,
+        currency.as_ref().map(Currency::as_str),
+        user_id.as_ref().map(UserId::as_str),
+        after.as_ref().map(|(user_id, _)| user_id.as_str()),
+        limit + 1,
+    )
+    .await?;
+    let (rows, next) = page(rows, limit, |last| Cursor::encode("users", &last.user_id, &last.currency));
+    Ok(Json(Page {
+        data: rows
+            .into_iter()
+            .map(|r| UserRow { user_id: r.user_id, currency: r.currency, figures: r.totals.into() })
+            .collect(),
+        next_cursor: next,
+    }))
+}
+
+async fn casino(
+    State(state): State<AppState>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> AppResult<Json<Rows<CasinoRow>>> {
+    let query = ReportQuery::parse(query)?;
+    let window = query.window()?;
+    let currency = query.currency()?;
+    let rows = store::casino(&state.pool, &window, currency.as_ref().map(Currency::as_str)).await?;
+    Ok(Json(Rows {
+        data: rows
+            .into_iter()
+            .map(|r| CasinoRow { currency: r.currency, users: r.users, figures: r.totals.into() })
+            .collect(),
+    }))
+}
+
+async fn games(
+    State(state): State<AppState>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> AppResult<Json<Page<GameRow>>> {
+    let query = ReportQuery::parse(query)?;
+    let window = query.window()?;
+    let currency = query.currency()?;
+    let limit = query.page().limit()?;
+    let after = query.cursor("games")?;
+    let rows = store::games(
+        &state.pool,
+        &window,
+        currency.as_ref().map(Currency::as_str),
+        after.as_ref().map(|(g, c)| (g.as_str(), c.as_str())),
+        limit + 1,
+    )
+    .await?;
+    let (rows, next) = page(rows, limit, |last| Cursor::encode("games", &last.game, &last.currency));
+    Ok(Json(Page {
+        data: rows
+            .into_iter()
+            .map(|r| GameRow {
+                game: (!r.game.is_empty()).then_some(r.game),
+                currency: r.currency,
+                figures: r.totals.into(),
+            })
+            .collect(),
+        next_cursor: next,
+    }))
+}

@@ -1,0 +1,368 @@
+//! The report queries. Each combines three exact parts (see docs/REPORTS.md):
+//!
+//! 1. whole hours of the window, summed from `rtp_hourly`;
+//! 2. the partial hours at its edges, read from the raw ledger, with the
+//!    rolled-back state from `actions` (looked up per row by a subquery: a
+//!    join would be costed against all 16 hash partitions of `actions` and
+//!    could turn into a scan of the whole registry);
+//! 3. distinct rounds: `rtp_hourly.rounds` counts a round once per (hour,
+//!    game) it is live in, so the excess of the few `split` rounds is taken
+//!    off, and an edge round is added only if no whole hour counted it.
+//!
+//! Bind order everywhere: `$1` from, `$2` to, `$3` hours_from, `$4` hours_to,
+//! `$5` currency (or NULL).
+
+use sqlx::PgPool;
+
+use super::window::Window;
+use crate::error::AppResult;
+
+/// Sums of one report row, before the ratio is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub rounds: i64,
+    pub total_bet: i64,
+    pub total_win: i64,
+    pub rolled_back_bet: i64,
+    pub rolled_back_win: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTotals {
+    pub user_id: String,
+    pub currency: String,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasinoTotals {
+    pub currency: String,
+    pub users: i64,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameTotals {
+    /// '' when the provider sent no game.
+    pub game: String,
+    pub currency: String,
+    pub totals: Totals,
+}
+
+/// One page of the per-player report, ordered by `user_id` (one currency per
+/// player), starting after `after`. Fetches up to `limit` rows.
+///
+/// The page walks players in `user_id` order and stops after `limit` with
+/// activity, so its cost is the rollup rows of those players, not of the
+/// window.
+pub async fn users(
+    pool: &PgPool,
+    operator: i16,
+    window: &Window,
+    currency: Option<&str>,
+    user_id: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<UserTotals>> {
+    let rows = sqlx::query!(
+        r#"
+        WITH page AS (
+            SELECT p.id, p.user_id, p.currency
+            FROM players p
+            WHERE p.operator_id = $6
+              AND ($7::text IS NULL OR p.user_id = $7)
+              AND ($5::text IS NULL OR p.currency = $5)
+              AND ($8::text IS NULL OR p.user_id > $8)
+              -- Probed per player, in user_id order, until the page is full.
+              -- OFFSET 0 keeps the planner from turning each test into a hash
+              -- of every player active in the window, which would make a page
+              -- cost as much as the whole window.
+              AND (EXISTS (SELECT 1 FROM rtp_hourly h
+                           WHERE h.player_id = p.id AND h.bucket >= $3 AND h.bucket < $4
+                           OFFSET 0)
+                   OR EXISTS (SELECT 1 FROM ledger l
+                              WHERE l.player_id = p.id AND l.kind IN ('bet', 'win')
+                                AND l.created_at >= $1 AND l.created_at < $3
+                              OFFSET 0)
+                   OR EXISTS (SELECT 1 FROM ledger l
+                              WHERE l.player_id = p.id AND l.kind IN ('bet', 'win')
+                                AND l.created_at >= $4 AND l.created_at < $2
+                              OFFSET 0))
+            ORDER BY p.user_id
+            LIMIT $9
+        )
+        SELECT page.user_id, page.currency,
+               (hourly.rounds - split.extra + edge.rounds)::int8 AS "rounds!",
+               (hourly.bet + edge.bet)::int8 AS "total_bet!",
+               (hourly.win + edge.win)::int8 AS "total_win!",
+               (hourly.rb_bet + edge.rb_bet)::int8 AS "rolled_back_bet!",
+               (hourly.rb_win + edge.rb_win)::int8 AS "rolled_back_win!"
+        FROM page
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(h.total_bet), 0) AS bet, coalesce(sum(h.total_win), 0) AS win,
+                   coalesce(sum(h.rolled_back_bet), 0) AS rb_bet,
+                   coalesce(sum(h.rolled_back_win), 0) AS rb_win,
+                   coalesce(sum(h.rounds), 0) AS rounds
+            FROM rtp_hourly h
+            WHERE h.player_id = page.id AND h.bucket >= $3 AND h.bucket < $4
+        ) AS hourly
+        -- A round live in n (hour, game) rows of the window was counted n times.
+        CROSS JOIN LATERAL (
+            SELECT count(*) - count(DISTINCT b.game_id) AS extra
+            FROM round_buckets b
+            WHERE b.player_id = page.id AND b.bucket >= $3 AND b.bucket < $4
+              AND b.split AND b.live_bets > 0
+        ) AS split
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0) AS bet,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0) AS win,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0) AS rb_bet,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND e.rolled_back), 0) AS rb_win,
+                   -- Edge rounds that no whole hour of the window has a live bet of.
+                   count(DISTINCT CASE
+                       WHEN e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
+                        AND NOT EXISTS (SELECT 1 FROM round_buckets b
+                                        WHERE b.player_id = page.id AND b.game_id = e.game_id
+                                          AND b.bucket >= $3 AND b.bucket < $4
+                                          AND b.live_bets > 0)
+                       THEN e.game_id END) AS rounds
+            FROM (SELECT l.kind, l.amount, l.game_id,
+                         EXISTS (SELECT 1 FROM actions a
+                                 WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
+                             AS rolled_back
+                  FROM ledger l
+                  WHERE l.player_id = page.id AND l.kind IN ('bet', 'win')
+                    AND ((l.created_at >= $1 AND l.created_at < $3)
+                         OR (l.created_at >= $4 AND l.created_at < $2))) AS e
+        ) AS edge
+        ORDER BY page.user_id
+        "#,
+        window.from,
+        window.to,
+        window.hours_from,
+        window.hours_to,
+        currency,
+        operator,
+        user_id,
+        after,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| UserTotals {
+            user_id: r.user_id,
+            currency: r.currency,
+            totals: Totals {
+                rounds: r.rounds,
+                total_bet: r.total_bet,
+                total_win: r.total_win,
+                rolled_back_bet: r.rolled_back_bet,
+                rolled_back_win: r.rolled_back_win,
+            },
+        })
+        .collect())
+}
+
+/// One row per currency.
+pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> AppResult<Vec<CasinoTotals>> {
+    let rows = sqlx::query!(
+        r#"
+        WITH edge AS MATERIALIZED (
+            SELECT l.player_id, p.currency, l.kind, l.amount, l.game_id,
+                   EXISTS (SELECT 1 FROM actions a
+                           WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
+                       AS rolled_back
+            -- The player's currency by primary key, row by row: a join would
+            -- hash every player to serve a few thousand edge rows.
+            FROM ledger l
+            CROSS JOIN LATERAL (SELECT p.currency FROM players p WHERE p.id = l.player_id) AS p
+            WHERE l.kind IN ('bet', 'win')
+              AND ((l.created_at >= $1 AND l.created_at < $3)
+                   OR (l.created_at >= $4 AND l.created_at < $2))
+              AND ($5::text IS NULL OR p.currency = $5)
+        ),
+        -- Each part: currency, users, bet, win, rolled back bet and win, rounds.
+        parts AS (
+            SELECT h.currency, 0::int8 AS users,
+                   sum(h.total_bet) AS bet, sum(h.total_win) AS win,
+                   sum(h.rolled_back_bet) AS rb_bet, sum(h.rolled_back_win) AS rb_win,
+                   sum(h.rounds) AS rounds
+            FROM rtp_hourly h
+            WHERE h.bucket >= $3 AND h.bucket < $4
+              AND ($5::text IS NULL OR h.currency = $5)
+            GROUP BY h.currency
+            UNION ALL
+            -- Players of the whole hours, counted apart from the sums so that
+            -- both aggregate by hashing narrow rows, never by sorting wide ones.
+            SELECT u.currency, count(*), 0, 0, 0, 0, 0
+            FROM (SELECT DISTINCT h.currency, h.player_id FROM rtp_hourly h
+                  WHERE h.bucket >= $3 AND h.bucket < $4
+                    AND ($5::text IS NULL OR h.currency = $5)) AS u
+            GROUP BY u.currency
+            UNION ALL
+            -- Players seen only in the edges.
+            SELECT e.currency, count(*), 0, 0, 0, 0, 0
+            FROM (SELECT DISTINCT currency, player_id FROM edge) AS e
+            WHERE NOT EXISTS (SELECT 1 FROM rtp_hourly h
+                              WHERE h.player_id = e.player_id
+                                AND h.bucket >= $3 AND h.bucket < $4)
+            GROUP BY e.currency
+            UNION ALL
+            -- A round live in n (hour, game) rows of the window was counted n times.
+            SELECT p.currency, 0, 0, 0, 0, 0,
+                   -(count(*) - count(DISTINCT (b.player_id, b.game_id)))
+            FROM round_buckets b
+            JOIN players p ON p.id = b.player_id
+            WHERE b.split AND b.live_bets > 0 AND b.bucket >= $3 AND b.bucket < $4
+              AND ($5::text IS NULL OR p.currency = $5)
+            GROUP BY p.currency
+            UNION ALL
+            SELECT e.currency, 0,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND e.rolled_back), 0),
+                   0
+            FROM edge e GROUP BY e.currency
+            UNION ALL
+            -- Edge rounds that no whole hour of the window has a live bet of.
+            SELECT e.currency, 0, 0, 0, 0, 0, count(DISTINCT (e.player_id, e.game_id))
+            FROM edge e
+            WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM round_buckets b
+                              WHERE b.player_id = e.player_id AND b.game_id = e.game_id
+                                AND b.bucket >= $3 AND b.bucket < $4 AND b.live_bets > 0)
+            GROUP BY e.currency
+        )
+        SELECT currency AS "currency!", sum(users)::int8 AS "users!",
+               sum(rounds)::int8 AS "rounds!",
+               sum(bet)::int8 AS "total_bet!", sum(win)::int8 AS "total_win!",
+               sum(rb_bet)::int8 AS "rolled_back_bet!", sum(rb_win)::int8 AS "rolled_back_win!"
+        FROM parts
+        GROUP BY currency
+        ORDER BY currency
+        "#,
+        window.from,
+        window.to,
+        window.hours_from,
+        window.hours_to,
+        currency,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| CasinoTotals {
+            currency: r.currency,
+            users: r.users,
+            totals: Totals {
+                rounds: r.rounds,
+                total_bet: r.total_bet,
+                total_win: r.total_win,
+                rolled_back_bet: r.rolled_back_bet,
+                rolled_back_win: r.rolled_back_win,
+            },
+        })
+        .collect())
+}
+
+/// One page of the per-game report, ordered by (game, currency), starting
+/// after `after`. Fetches up to `limit` rows.
+pub async fn games(
+    pool: &PgPool,
+    window: &Window,
+    currency: Option<&str>,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> AppResult<Vec<GameTotals>> {
+    let rows = sqlx::query!(
+        r#"
+        WITH edge AS MATERIALIZED (
+            SELECT l.player_id, p.currency, coalesce(l.game, '') AS game, l.kind, l.amount,
+                   l.game_id,
+                   EXISTS (SELECT 1 FROM actions a
+                           WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
+                       AS rolled_back
+            -- The player's currency by primary key, row by row: a join would
+            -- hash every player to serve a few thousand edge rows.
+            FROM ledger l
+            CROSS JOIN LATERAL (SELECT p.currency FROM players p WHERE p.id = l.player_id) AS p
+            WHERE l.kind IN ('bet', 'win')
+              AND ((l.created_at >= $1 AND l.created_at < $3)
+                   OR (l.created_at >= $4 AND l.created_at < $2))
+              AND ($5::text IS NULL OR p.currency = $5)
+        ),
+        parts AS (
+            SELECT h.game, h.currency, sum(h.total_bet) AS bet, sum(h.total_win) AS win,
+                   sum(h.rolled_back_bet) AS rb_bet, sum(h.rolled_back_win) AS rb_win,
+                   sum(h.rounds) AS rounds
+            FROM rtp_hourly h
+            WHERE h.bucket >= $3 AND h.bucket < $4
+              AND ($5::text IS NULL OR h.currency = $5)
+            GROUP BY h.game, h.currency
+            UNION ALL
+            -- A round live in n hours of the window was counted n times.
+            SELECT b.game, p.currency, 0, 0, 0, 0,
+                   -(count(*) - count(DISTINCT (b.player_id, b.game_id)))
+            FROM round_buckets b
+            JOIN players p ON p.id = b.player_id
+            WHERE b.split AND b.live_bets > 0 AND b.bucket >= $3 AND b.bucket < $4
+              AND ($5::text IS NULL OR p.currency = $5)
+            GROUP BY b.game, p.currency
+            UNION ALL
+            SELECT e.game, e.currency,
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND e.rolled_back), 0),
+                   0
+            FROM edge e GROUP BY e.game, e.currency
+            UNION ALL
+            -- Edge rounds that no whole hour of the window has a live bet of in this game.
+            SELECT e.game, e.currency, 0, 0, 0, 0, count(DISTINCT (e.player_id, e.game_id))
+            FROM edge e
+            WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM round_buckets b
+                              WHERE b.player_id = e.player_id AND b.game_id = e.game_id
+                                AND b.game = e.game
+                                AND b.bucket >= $3 AND b.bucket < $4 AND b.live_bets > 0)
+            GROUP BY e.game, e.currency
+        )
+        SELECT game AS "game!", currency AS "currency!",
+               sum(rounds)::int8 AS "rounds!",
+               sum(bet)::int8 AS "total_bet!", sum(win)::int8 AS "total_win!",
+               sum(rb_bet)::int8 AS "rolled_back_bet!", sum(rb_win)::int8 AS "rolled_back_win!"
+        FROM parts
+        WHERE $6::text IS NULL OR (game, currency) > ($6, $7::text)
+        GROUP BY game, currency
+        ORDER BY game, currency
+        LIMIT $8
+        "#,
+        window.from,
+        window.to,
+        window.hours_from,
+        window.hours_to,
+        currency,
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| GameTotals {
+            game: r.game,
+            currency: r.currency,
+            totals: Totals {
+                rounds: r.rounds,
+                total_bet: r.total_bet,
+                total_win: r.total_win,
+                rolled_back_bet: r.rolled_back_bet,
+                rolled_back_win: r.rolled_back_win,
+            },
+        })
+        .collect())
+}

@@ -1,0 +1,552 @@
+//! The RTP reports against a brute-force aggregation over the raw ledger.
+//!
+//! History is played through the real hot path (`process_batch`), so the
+//! rollups are exactly what production writes. Between phases of play the
+//! whole database is moved back by whole hours, as if time had passed, which
+//! spreads the history over many hour buckets while keeping every rollup row
+//! in the bucket of the rows it summarises.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
+use http_body_util::BodyExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
+use wallet::ledger::{process_batch, Action, Batch};
+use wallet::players::store as players;
+use wallet::{app, AppState};
+
+const TOKEN: &str = "admin";
+const GAMES: [Option<&str>; 3] = [Some("slots"), Some("poker"), None];
+const ROUNDS: [Option<&str>; 5] = [Some("r1"), Some("r2"), Some("r3"), Some("r4"), None];
+
+fn router(pool: &PgPool) -> Router {
+    app(AppState::new(pool.clone(), &["test".to_string()], TOKEN))
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let request =
+        Request::get(uri).header("Authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    // '+' would read as a space in a query string; 'Z' needs no escaping.
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Players, and what was played, to draw the next request from.
+struct History {
+    pool: PgPool,
+    rng: StdRng,
+    players: Vec<(UserId, Currency)>,
+    /// Bets and wins processed so far, by player index.
+    originals: Vec<(usize, Uuid, Action)>,
+    /// Originals of pre-rollbacks that have not arrived yet.
+    awaited: Vec<(usize, Uuid)>,
+    sent: Vec<Batch>,
+}
+
+impl History {
+    async fn new(pool: &PgPool, seed: u64) -> History {
+        let mut players_made = Vec::new();
+        for (name, currency) in
+            [("ann", "USD"), ("bob", "USD"), ("cy", "EUR"), ("dee", "EUR"), ("eve", "BTC")]
+        {
+            let user = UserId::try_from(name.to_string()).unwrap();
+            let currency = Currency::try_from(currency.to_string()).unwrap();
+            players::create_player(pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
+            players::move_money(
+                pool,
+                DEFAULT_OPERATOR,
+                &user,
+                EntryKind::Deposit,
+                Amount::positive(10_000_000).unwrap(),
+                "fund",
+            )
+            .await
+            .unwrap();
+            players_made.push((user, currency));
+        }
+        History {
+            pool: pool.clone(),
+            rng: StdRng::seed_from_u64(seed),
+            players: players_made,
+            originals: Vec::new(),
+            awaited: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn amount(&mut self) -> Amount {
+        Amount::try_from(self.rng.random_range(0..=1_000)).unwrap()
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.rng.random_range(0..from.len())]
+    }
+
+    /// One random request through the hot path. Refusals (say, a win rollback
+    /// beyond the balance) are part of life and change nothing.
+    async fn play(&mut self) {
+        let roll: f64 = self.rng.random();
+        let mut player = self.rng.random_range(0..self.players.len());
+        let mut actions = Vec::new();
+        if roll < 0.35 {
+            actions.push(Action::Bet { id: Uuid::new_v4(), amount: self.amount() });
+            if self.rng.random_bool(0.3) {
+                actions.push(Action::Win { id: Uuid::new_v4(), amount: self.amount() });
+            }
+        } else if roll < 0.5 {
+            actions.push(Action::Win { id: Uuid::new_v4(), amount: self.amount() });
+        } else if roll < 0.68 && !self.originals.is_empty() {
+            let (owner, original, _) = self.pick_original();
+            player = owner;
+            actions.push(Action::Rollback { id: Uuid::new_v4(), original });
+        } else if roll < 0.78 {
+            let original = Uuid::new_v4();
+            self.awaited.push((player, original));
+            actions.push(Action::Rollback { id: Uuid::new_v4(), original });
+        } else if roll < 0.9 && !self.awaited.is_empty() {
+            let index = self.rng.random_range(0..self.awaited.len());
+            let (owner, id) = self.awaited.swap_remove(index);
+            player = owner;
+            let amount = self.amount();
+            actions.push(if self.rng.random_bool(0.7) {
+                Action::Bet { id, amount }
+            } else {
+                Action::Win { id, amount }
+            });
+        } else if !self.sent.is_empty() {
+            // A provider retry: the same request again changes nothing.
+            let batch = self.sent[self.rng.random_range(0..self.sent.len())].clone();
+            let _ = process_batch(&self.pool, DEFAULT_OPERATOR, &batch).await;
+            return;
+        } else {
+            return;
+        }
+        let (user_id, currency) = self.players[player].clone();
+        let batch = Batch {
+            user_id,
+            currency,
+            game: self.pick(&GAMES).map(str::to_string),
+            game_id: self.pick(&ROUNDS).map(str::to_string),
+            actions,
+        };
+        if process_batch(&self.pool, DEFAULT_OPERATOR, &batch).await.is_ok() {
+            for action in &batch.actions {
+                if !matches!(action, Action::Rollback { .. }) {
+                    self.originals.push((player, action.id(), *action));
+                }
+            }
+            self.sent.push(batch);
+        }
+    }
+
+    fn pick_original(&mut self) -> (usize, Uuid, Action) {
+        self.originals[self.rng.random_range(0..self.originals.len())]
+    }
+
+    /// Moves everything `hours` into the past, rollups included, as if that
+    /// much time had passed since it was written.
+    async fn age(&self, hours: i32) {
+        let mut tx = self.pool.begin().await.unwrap();
+        sqlx::query!("UPDATE ledger SET created_at = created_at - make_interval(hours => $1)", hours)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query!(
+            "UPDATE actions SET processed_at = processed_at - make_interval(hours => $1)
+             WHERE processed_at IS NOT NULL",
+            hours
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        // Moved in two steps, far away and back: a single in-place update
+        // could collide with a row of the previous hour that has not moved yet.
+        for shift in [hours + 100_000, -100_000] {
+            sqlx::query!("UPDATE rtp_hourly SET bucket = bucket - make_interval(hours => $1)", shift)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query!("UPDATE round_buckets SET bucket = bucket - make_interval(hours => $1)", shift)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+/// Plays `phases` rounds of `steps` requests each, a few hours apart.
+async fn random_history(pool: &PgPool, seed: u64, phases: usize, steps: usize) -> StdRng {
+    let mut history = History::new(pool, seed).await;
+    for phase in 0..phases {
+        if phase > 0 {
+            let hours = history.rng.random_range(0..=3);
+            if hours > 0 {
+                history.age(hours).await;
+            }
+        }
+        for _ in 0..steps {
+            history.play().await;
+        }
+    }
+    history.rng
+}
+
+fn figures(rounds: i64, bet: i64, win: i64, rb_bet: i64, rb_win: i64) -> Value {
+    let rtp = (bet != 0).then(|| win as f64 / bet as f64);
+    // Through text, as a client reads it (serde_json's float parsing is not
+    // bit-exact, so both sides must take the same path).
+    let rtp: Value = serde_json::from_str(&serde_json::to_string(&rtp).unwrap()).unwrap();
+    json!({"rounds": rounds, "total_bet": bet, "total_win": win,
+           "rolled_back_bet": rb_bet, "rolled_back_win": rb_win, "rtp": rtp})
+}
+
+fn with_key(mut row: Value, key: Value) -> Value {
+    let mut out = key;
+    out.as_object_mut().unwrap().append(row.as_object_mut().unwrap());
+    out
+}
+
+async fn brute_users(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    currency: Option<&str>,
+    user_id: Option<&str>,
+) -> Vec<Value> {
+    sqlx::query!(
+        r#"SELECT p.user_id, p.currency,
+                  count(DISTINCT l.game_id) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL) AS "rounds!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL), 0)::int8 AS "bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL), 0)::int8 AS "win!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_win!"
+           FROM ledger l
+           JOIN actions a ON a.action_id = l.action_id
+           JOIN players p ON p.id = l.player_id
+           WHERE l.kind IN ('bet', 'win') AND l.created_at >= $1 AND l.created_at < $2
+             AND ($3::text IS NULL OR p.currency = $3) AND ($4::text IS NULL OR p.user_id = $4)
+           GROUP BY p.user_id, p.currency
+           ORDER BY p.user_id, p.currency"#,
+        from,
+        to,
+        currency,
+        user_id
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        with_key(
+            figures(r.rounds, r.bet, r.win, r.rb_bet, r.rb_win),
+            json!({"user_id": r.user_id, "currency": r.currency}),
+        )
+    })
+    .collect()
+}
+
+async fn brute_casino(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    currency: Option<&str>,
+) -> Vec<Value> {
+    sqlx::query!(
+        r#"SELECT p.currency, count(DISTINCT l.player_id) AS "users!",
+                  count(DISTINCT l.player_id || ':' || l.game_id)
+                      FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL) AS "rounds!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL), 0)::int8 AS "bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL), 0)::int8 AS "win!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_win!"
+           FROM ledger l
+           JOIN actions a ON a.action_id = l.action_id
+           JOIN players p ON p.id = l.player_id
+           WHERE l.kind IN ('bet', 'win') AND l.created_at >= $1 AND l.created_at < $2
+             AND ($3::text IS NULL OR p.currency = $3)
+           GROUP BY p.currency
+           ORDER BY p.currency"#,
+        from,
+        to,
+        currency,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        with_key(
+            figures(r.rounds, r.bet, r.win, r.rb_bet, r.rb_win),
+            json!({"currency": r.currency, "users": r.users}),
+        )
+    })
+    .collect()
+}
+
+async fn brute_games(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    currency: Option<&str>,
+) -> Vec<Value> {
+    sqlx::query!(
+        r#"SELECT coalesce(l.game, '') AS "game!", p.currency,
+                  count(DISTINCT l.player_id || ':' || l.game_id)
+                      FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL) AS "rounds!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL), 0)::int8 AS "bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL), 0)::int8 AS "win!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_win!"
+           FROM ledger l
+           JOIN actions a ON a.action_id = l.action_id
+           JOIN players p ON p.id = l.player_id
+           WHERE l.kind IN ('bet', 'win') AND l.created_at >= $1 AND l.created_at < $2
+             AND ($3::text IS NULL OR p.currency = $3)
+           GROUP BY 1, p.currency
+           ORDER BY 1, p.currency"#,
+        from,
+        to,
+        currency,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        let game = (!r.game.is_empty()).then_some(r.game);
+        with_key(
+            figures(r.rounds, r.bet, r.win, r.rb_bet, r.rb_win),
+            json!({"game": game, "currency": r.currency}),
+        )
+    })
+    .collect()
+}
+
+/// Every row of a paginated report, checking each page on the way.
+async fn all_pages(app: &Router, base: &str, limit: usize) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut uri = format!("{base}&limit={limit}");
+        if let Some(cursor) = &cursor {
+            uri.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, page) = get(app, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+        let data = page["data"].as_array().unwrap().clone();
+        assert!(data.len() <= limit, "{uri} answered more than its limit");
+        match page["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(data.len(), limit, "{uri}: only a last page may be short");
+                cursor = Some(next.to_string());
+                rows.extend(data);
+            }
+            None => {
+                rows.extend(data);
+                return rows;
+            }
+        }
+    }
+}
+
+/// A window bound: anywhere around the data, on an hour, or exactly on (or a
+/// microsecond off) the processing time of a stored bet or win.
+fn bound(rng: &mut StdRng, times: &[DateTime<Utc>]) -> DateTime<Utc> {
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let span = (last - first).num_microseconds().unwrap() + 3 * 3_600_000_000;
+    let anywhere = first - TimeDelta::minutes(90) + TimeDelta::microseconds(rng.random_range(0..span));
+    match rng.random_range(0..4) {
+        0 => anywhere,
+        1 => anywhere.duration_trunc(TimeDelta::hours(1)).unwrap(),
+        2 => times[rng.random_range(0..times.len())],
+        _ => times[rng.random_range(0..times.len())] + TimeDelta::microseconds(rng.random_range(-1..=1)),
+    }
+}
+
+#[sqlx::test]
+async fn every_report_equals_a_brute_force_aggregation_over_random_windows(pool: PgPool) {
+    let mut rng = random_history(&pool, 7, 12, 40).await;
+    let times: Vec<DateTime<Utc>> =
+        sqlx::query_scalar!("SELECT created_at FROM ledger WHERE kind IN ('bet', 'win') ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let hours = sqlx::query_scalar!(r#"SELECT count(DISTINCT bucket) AS "n!" FROM rtp_hourly"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let split = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM round_buckets WHERE split"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(hours >= 5, "the history should span many hours, got {hours}");
+    assert!(split > 0, "the history should hold rounds spanning hours");
+
+    let app = router(&pool);
+    let mut non_empty = 0;
+    for _ in 0..60 {
+        let (mut from, mut to) = (bound(&mut rng, &times), bound(&mut rng, &times));
+        if from > to {
+            std::mem::swap(&mut from, &mut to);
+        }
+        if from == to {
+            to += TimeDelta::microseconds(1);
+        }
+        let currency = [None, Some("USD"), Some("EUR")][rng.random_range(0..3)];
+        let user_id = [None, None, Some("bob")][rng.random_range(0..3)];
+        let mut query = format!("from={}&to={}", time(from), time(to));
+        if let Some(currency) = currency {
+            query.push_str(&format!("&currency={currency}"));
+        }
+        let limit = rng.random_range(1..=4);
+
+        let mut users_query = query.clone();
+        if let Some(user_id) = user_id {
+            users_query.push_str(&format!("&user_id={user_id}"));
+        }
+        let users = all_pages(&app, &format!("/v1/reports/rtp/users?{users_query}"), limit).await;
+        let expected = brute_users(&pool, from, to, currency, user_id).await;
+        assert_eq!(users, expected, "users report for {users_query}");
+        non_empty += usize::from(!expected.is_empty());
+
+        let (status, casino) = get(&app, &format!("/v1/reports/rtp/casino?{query}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let expected = brute_casino(&pool, from, to, currency).await;
+        assert_eq!(casino, json!({ "data": expected }), "casino report for {query}");
+
+        let games = all_pages(&app, &format!("/v1/reports/rtp/games?{query}"), limit).await;
+        let expected = brute_games(&pool, from, to, currency).await;
+        assert_eq!(games, expected, "games report for {query}");
+    }
+    assert!(non_empty > 20, "too few windows held any data: {non_empty}");
+}
+
+#[sqlx::test]
+async fn hour_aligned_long_windows_read_rollups_and_agree_with_the_ledger(pool: PgPool) {
+    let _ = random_history(&pool, 11, 8, 40).await;
+    let app = router(&pool);
+    let now = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
+    for (from, to) in [
+        (now - TimeDelta::days(2), now + TimeDelta::hours(2)),
+        (now - TimeDelta::hours(5), now + TimeDelta::hours(1)),
+        (now - TimeDelta::hours(30), now - TimeDelta::hours(3)),
+    ] {
+        let query = format!("from={}&to={}", time(from), time(to));
+        let (_, casino) = get(&app, &format!("/v1/reports/rtp/casino?{query}")).await;
+        assert_eq!(casino, json!({"data": brute_casino(&pool, from, to, None).await}));
+        let users = all_pages(&app, &format!("/v1/reports/rtp/users?{query}"), 100).await;
+        assert_eq!(users, brute_users(&pool, from, to, None, None).await);
+        let games = all_pages(&app, &format!("/v1/reports/rtp/games?{query}"), 2).await;
+        assert_eq!(games, brute_games(&pool, from, to, None).await);
+    }
+}
+
+#[sqlx::test]
+async fn rolled_back_bets_and_late_originals_move_into_the_rolled_back_totals(pool: PgPool) {
+    let history = History::new(&pool, 1).await;
+    let (user_id, currency) = history.players[0].clone();
+    let batch = |game_id: &str, actions: Vec<Action>| Batch {
+        user_id: user_id.clone(),
+        currency: currency.clone(),
+        game: Some("slots".into()),
+        game_id: Some(game_id.into()),
+        actions,
+    };
+    let amount = |n| Amount::try_from(n).unwrap();
+    let (bet, win, doomed, late_win) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for request in [
+        batch(
+            "round-1",
+            vec![Action::Bet { id: bet, amount: amount(100) }, Action::Win { id: win, amount: amount(250) }],
+        ),
+        batch("round-2", vec![Action::Bet { id: doomed, amount: amount(40) }]),
+        batch("round-2", vec![Action::Rollback { id: Uuid::new_v4(), original: doomed }]),
+        batch("round-3", vec![Action::Rollback { id: Uuid::new_v4(), original: late_win }]),
+        batch("round-3", vec![Action::Win { id: late_win, amount: amount(7) }]),
+    ] {
+        process_batch(&pool, DEFAULT_OPERATOR, &request).await.unwrap();
+    }
+    let app = router(&pool);
+    let from = Utc::now() - TimeDelta::hours(3);
+    let to = Utc::now() + TimeDelta::hours(3);
+    let (status, page) =
+        get(&app, &format!("/v1/reports/rtp/users?from={}&to={}", time(from), time(to))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        page,
+        json!({"data": [{"user_id": "ann", "currency": "USD", "rounds": 1, "total_bet": 100,
+                         "total_win": 250, "rolled_back_bet": 40, "rolled_back_win": 7,
+                         "rtp": 2.5}],
+               "next_cursor": null})
+    );
+}
+
+#[sqlx::test]
+async fn bad_query_parameters_are_400_naming_the_field(pool: PgPool) {
+    let app = router(&pool);
+    let ok = "from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
+    for (report, query, field) in [
+        ("users", "to=2026-11-02T00:00:00Z".to_string(), "from"),
+        ("casino", "from=yesterday&to=2026-11-02T00:00:00Z".to_string(), "from"),
+        ("games", "from=2026-11-01T00:00:00Z".to_string(), "to"),
+        ("users", "from=2026-11-01T00:00:00Z&to=2026-11-01".to_string(), "to"),
+        ("casino", "from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z".to_string(), "to"),
+        ("users", format!("{ok}&limit=0"), "limit"),
+        ("games", format!("{ok}&limit=1001"), "limit"),
+        ("users", format!("{ok}&limit=ten"), "limit"),
+        ("users", format!("{ok}&cursor=not-a-cursor"), "cursor"),
+        ("games", format!("{ok}&cursor=e30"), "cursor"),
+        ("casino", format!("{ok}&currency=usd"), "currency"),
+        ("users", format!("{ok}&user_id="), "user_id"),
+    ] {
+        let (status, body) = get(&app, &format!("/v1/reports/rtp/{report}?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{report}?{query}: {body}");
+        assert_eq!(body["code"], 400);
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{report}?{query}: {message}");
+    }
+}
+
+#[sqlx::test]
+async fn a_cursor_from_one_report_is_refused_by_another(pool: PgPool) {
+    let _ = random_history(&pool, 3, 1, 30).await;
+    let app = router(&pool);
+    let from = Utc::now() - TimeDelta::hours(1);
+    let to = Utc::now() + TimeDelta::hours(1);
+    let query = format!("from={}&to={}&limit=1", time(from), time(to));
+    let (_, page) = get(&app, &format!("/v1/reports/rtp/users?{query}")).await;
+    let cursor = page["next_cursor"].as_str().expect("more than one player played");
+    let (status, body) = get(&app, &format!("/v1/reports/rtp/games?{query}&cursor={cursor}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().starts_with("cursor"));
+}
+
+#[sqlx::test]
+async fn reports_require_the_back_office_token(pool: PgPool) {
+    let app = router(&pool);
+    for report in ["users", "casino", "games"] {
+        let request = Request::get(format!(
+            "/v1/reports/rtp/{report}?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z"
+        ))
+        .header("Authorization", "Bearer wrong")
+        .body(Body::empty())
+        .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+}
