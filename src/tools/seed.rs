@@ -63,12 +63,21 @@ pub async fn seed_players(
             ON CONFLICT (operator_id, user_id) DO NOTHING
             RETURNING id, created_at
         ),
+        -- Each player is funded by an ordinary back-office deposit: a ledger
+        -- row and its idempotency key `seed`, as `POST …/deposits` records it.
+        funded AS (
+            SELECT id, created_at, gen_random_uuid() AS tx_id FROM created WHERE $4::int8 > 0
+        ),
         deposits AS (
             INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount,
                                 balance_before, balance_after)
-            SELECT id, 1, created_at, gen_random_uuid(), 'deposit', $4::int8, 0, $4::int8
-            FROM created
-            WHERE $4::int8 > 0
+            SELECT id, 1, created_at, tx_id, 'deposit', $4::int8, 0, $4::int8
+            FROM funded
+        ),
+        keys AS (
+            INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint, tx_id, balance_after)
+            SELECT id, 'seed', 'deposit:' || $4::int8, tx_id, $4::int8
+            FROM funded
         )
         SELECT count(*) AS "created!" FROM created
         "#,

@@ -109,11 +109,17 @@ const STEPS: &[(&str, &str)] = &[
     ),
     (
         "ledger deposits",
-        "INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
+        // Ordinary back-office deposits: a ledger row and its idempotency key.
+        "WITH funded AS (SELECT player_id, amount, gen_random_uuid() AS tx_id FROM seed_deposits),
+              keys AS (
+                INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint,
+                                              tx_id, balance_after)
+                SELECT player_id, 'seed', 'deposit:' || amount, tx_id, amount FROM funded)
+         INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
                              balance_after)
-         SELECT player_id, 1, timestamptz '{start}' - interval '1 hour', gen_random_uuid(),
+         SELECT player_id, 1, timestamptz '{start}' - interval '1 hour', tx_id,
                 'deposit', amount, 0, amount
-         FROM seed_deposits",
+         FROM funded",
     ),
     (
         "ledger",
