@@ -124,32 +124,14 @@ pub async fn lock_players(
         .collect()
 }
 
-/// `SELECT … FOR UPDATE` on the player: every writer of a balance takes this
-/// lock first, so a player's requests are applied one after another.
+/// [`lock_players`] for one player: how deposits and withdrawals take the
+/// same lock as provider requests.
 pub async fn lock_player(
     conn: &mut PgConnection,
     operator: i16,
     user_id: &UserId,
 ) -> AppResult<Option<Player>> {
-    let row = sqlx::query!(
-        r#"SELECT id, currency, balance, status, last_seq
-           FROM players WHERE operator_id = $1 AND user_id = $2
-           FOR UPDATE"#,
-        operator,
-        user_id.as_str(),
-    )
-    .fetch_optional(conn)
-    .await?;
-    row.map(|p| {
-        Ok(Player {
-            id: p.id,
-            currency: p.currency,
-            balance: p.balance,
-            status: p.status.parse().map_err(AppError::internal)?,
-            last_seq: p.last_seq,
-        })
-    })
-    .transpose()
+    Ok(lock_players(conn, operator, &[user_id.as_str()]).await?.remove(user_id.as_str()))
 }
 
 /// Loads the stored actions among `ids`, and the processing time, read after
