@@ -42,6 +42,9 @@ enum Command {
     Simulate(SimulateArgs),
     /// Write months of realistic history straight into the ledger and rollups.
     SeedLedger(SeedLedgerArgs),
+    /// Seal complete days into the daily RTP summary and fold late changes
+    /// into it (the service also does this every minute).
+    Summarize(DatabaseArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
             Command::Seed(args) => crate::tools::seed::run(args).await.map(|()| true),
             Command::Simulate(args) => crate::tools::simulate::run(args).await.map(|()| true),
             Command::SeedLedger(args) => crate::tools::seed_ledger::run(args).await.map(|()| true),
+            Command::Summarize(args) => summarize(&args).await.map(|()| true),
         }
     });
     match result {
@@ -83,4 +87,19 @@ fn init_tracing() {
         // line logged while handling that request.
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     }
+}
+
+async fn summarize(args: &DatabaseArgs) -> anyhow::Result<()> {
+    crate::prepare_database(&args.database_url).await?;
+    let pool = sqlx::PgPool::connect(&args.database_url).await?;
+    let done = crate::reports::summary::summarize(&pool).await?;
+    match done.sealed_until {
+        _ if done.busy => println!("another summariser is running; nothing done"),
+        Some(until) => println!(
+            "days before {until} sealed ({} now); {} late changes folded",
+            done.days_sealed, done.late_folded
+        ),
+        None => println!("nothing to seal yet"),
+    }
+    Ok(())
 }

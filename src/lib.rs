@@ -19,13 +19,14 @@ pub mod provider;
 pub mod reports;
 pub mod tools;
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::{middleware, Router};
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 
@@ -112,12 +113,19 @@ pub async fn prepare_database(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Connects the pool the service runs on.
+///
+/// JIT compilation is off for its sessions: every statement here is short,
+/// and compiling a report query once its cost estimate crosses the JIT
+/// threshold would take longer than running it.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(&settings.database_url)
+        .context("DATABASE_URL is not a valid Postgres URL")?
+        .options([("jit", "off")]);
     PgPoolOptions::new()
         .max_connections(settings.pool_size)
         .min_connections(settings.pool_size.min(4))
         .acquire_timeout(settings.acquire_timeout)
-        .connect(&settings.database_url)
+        .connect_with(options)
         .await
         .context("cannot connect to the database")
 }
@@ -129,6 +137,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
     ledger::partitions::ensure_ahead(&pool).await.context("cannot create ledger partitions")?;
     ledger::partitions::spawn_maintenance(pool.clone());
+    reports::summary::spawn_maintenance(pool.clone());
 
     let listener = TcpListener::bind(settings.addr)
         .await

@@ -193,3 +193,28 @@ async fn a_reversal_the_registry_forgot_is_named(pool: PgPool) {
     assert!(failed.contains(&"net_effect_of_each_bet_and_win"), "{failed:?}");
     assert!(failed.contains(&"rtp_rollups_match_the_actions"), "{failed:?}");
 }
+
+#[sqlx::test]
+async fn a_daily_summary_that_disagrees_with_the_rollups_is_named(pool: PgPool) {
+    let _app = seed(&pool).await;
+    // Two days pass; the summariser seals the day the play happened on.
+    for sql in [
+        "UPDATE ledger SET created_at = created_at - interval '2 days'",
+        "UPDATE actions SET processed_at = processed_at - interval '2 days' WHERE processed_at IS NOT NULL",
+        "UPDATE rtp_hourly SET bucket = bucket - interval '2 days'",
+        "UPDATE round_buckets SET bucket = bucket - interval '2 days'",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let sealed = wallet::reports::summary::summarize(&pool).await.unwrap();
+    assert!(sealed.days_sealed >= 1, "{sealed:?}");
+    let report = reconcile(&pool).await.unwrap();
+    assert!(report.ok, "{:?}", failing(&report));
+
+    sqlx::query("UPDATE rtp_daily SET total_win = total_win + 1").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM rtp_daily_players").execute(&pool).await.unwrap();
+    assert_eq!(
+        failing(&reconcile(&pool).await.unwrap()),
+        ["daily_summary_matches_the_rollups", "daily_players_match_the_rollups"]
+    );
+}

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::ledger::{process_batch, Action, Batch};
 use wallet::players::store as players;
+use wallet::reports::summary;
 use wallet::{app, AppState};
 
 const TOKEN: &str = "admin";
@@ -50,6 +51,8 @@ struct History {
     pool: PgPool,
     rng: StdRng,
     players: Vec<(UserId, Currency)>,
+    /// Players `0..active` start new rounds; the rest only see rollbacks.
+    active: usize,
     /// Bets and wins processed so far, by player index.
     originals: Vec<(usize, Uuid, Action)>,
     /// Originals of pre-rollbacks that have not arrived yet.
@@ -59,15 +62,27 @@ struct History {
 
 impl History {
     async fn new(pool: &PgPool, seed: u64) -> History {
-        let mut players_made = Vec::new();
-        for (name, currency) in
-            [("ann", "USD"), ("bob", "USD"), ("cy", "EUR"), ("dee", "EUR"), ("eve", "BTC")]
-        {
+        let mut history = History {
+            pool: pool.clone(),
+            rng: StdRng::seed_from_u64(seed),
+            players: Vec::new(),
+            active: 0,
+            originals: Vec::new(),
+            awaited: Vec::new(),
+            sent: Vec::new(),
+        };
+        history.join(&[("ann", "USD"), ("bob", "USD"), ("cy", "EUR"), ("dee", "EUR"), ("eve", "BTC")]).await;
+        history
+    }
+
+    /// Funded players who join the game.
+    async fn join(&mut self, who: &[(&str, &str)]) {
+        for (name, currency) in who {
             let user = UserId::try_from(name.to_string()).unwrap();
             let currency = Currency::try_from(currency.to_string()).unwrap();
-            players::create_player(pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
+            players::create_player(&self.pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
             players::move_money(
-                pool,
+                &self.pool,
                 DEFAULT_OPERATOR,
                 &user,
                 EntryKind::Deposit,
@@ -76,15 +91,23 @@ impl History {
             )
             .await
             .unwrap();
-            players_made.push((user, currency));
+            self.players.push((user, currency));
         }
-        History {
-            pool: pool.clone(),
-            rng: StdRng::seed_from_u64(seed),
-            players: players_made,
-            originals: Vec::new(),
-            awaited: Vec::new(),
-            sent: Vec::new(),
+        self.active = self.players.len();
+    }
+
+    /// Plays `phases` rounds of `steps` requests each, up to `max_gap` hours apart.
+    async fn phases(&mut self, phases: usize, steps: usize, max_gap: i32) {
+        for phase in 0..phases {
+            if phase > 0 {
+                let hours = self.rng.random_range(0..=max_gap);
+                if hours > 0 {
+                    self.age(hours).await;
+                }
+            }
+            for _ in 0..steps {
+                self.play().await;
+            }
         }
     }
 
@@ -100,7 +123,7 @@ impl History {
     /// beyond the balance) are part of life and change nothing.
     async fn play(&mut self) {
         let roll: f64 = self.rng.random();
-        let mut player = self.rng.random_range(0..self.players.len());
+        let mut player = self.rng.random_range(0..self.active);
         let mut actions = Vec::new();
         if roll < 0.35 {
             actions.push(Action::Bet { id: Uuid::new_v4(), amount: self.amount() });
@@ -189,21 +212,10 @@ impl History {
     }
 }
 
-/// Plays `phases` rounds of `steps` requests each, a few hours apart.
-async fn random_history(pool: &PgPool, seed: u64, phases: usize, steps: usize) -> StdRng {
+async fn random_history(pool: &PgPool, seed: u64, phases: usize, steps: usize, max_gap: i32) -> History {
     let mut history = History::new(pool, seed).await;
-    for phase in 0..phases {
-        if phase > 0 {
-            let hours = history.rng.random_range(0..=3);
-            if hours > 0 {
-                history.age(hours).await;
-            }
-        }
-        for _ in 0..steps {
-            history.play().await;
-        }
-    }
-    history.rng
+    history.phases(phases, steps, max_gap).await;
+    history
 }
 
 fn figures(rounds: i64, bet: i64, win: i64, rb_bet: i64, rb_win: i64) -> Value {
@@ -378,29 +390,22 @@ fn bound(rng: &mut StdRng, times: &[DateTime<Utc>]) -> DateTime<Utc> {
     }
 }
 
-#[sqlx::test]
-async fn every_report_equals_a_brute_force_aggregation_over_random_windows(pool: PgPool) {
-    let mut rng = random_history(&pool, 7, 12, 40).await;
+/// Compares all three reports with the brute-force aggregation for `count`
+/// random windows around the history; returns how many held any data.
+async fn assert_random_windows(pool: &PgPool, rng: &mut StdRng, count: usize) -> usize {
     let times: Vec<DateTime<Utc>> =
         sqlx::query_scalar!("SELECT created_at FROM ledger WHERE kind IN ('bet', 'win') ORDER BY created_at")
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await
             .unwrap();
-    let hours = sqlx::query_scalar!(r#"SELECT count(DISTINCT bucket) AS "n!" FROM rtp_hourly"#)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let split = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM round_buckets WHERE split"#)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!(hours >= 5, "the history should span many hours, got {hours}");
-    assert!(split > 0, "the history should hold rounds spanning hours");
-
-    let app = router(&pool);
+    let app = router(pool);
     let mut non_empty = 0;
-    for _ in 0..60 {
-        let (mut from, mut to) = (bound(&mut rng, &times), bound(&mut rng, &times));
+    for i in 0..count {
+        let (mut from, mut to) = (bound(rng, &times), bound(rng, &times));
+        if i == 0 {
+            // The whole history, which holds every sealed day.
+            (from, to) = (times[0] - TimeDelta::days(1), times[times.len() - 1] + TimeDelta::seconds(1));
+        }
         if from > to {
             std::mem::swap(&mut from, &mut to);
         }
@@ -420,25 +425,83 @@ async fn every_report_equals_a_brute_force_aggregation_over_random_windows(pool:
             users_query.push_str(&format!("&user_id={user_id}"));
         }
         let users = all_pages(&app, &format!("/v1/reports/rtp/users?{users_query}"), limit).await;
-        let expected = brute_users(&pool, from, to, currency, user_id).await;
+        let expected = brute_users(pool, from, to, currency, user_id).await;
         assert_eq!(users, expected, "users report for {users_query}");
         non_empty += usize::from(!expected.is_empty());
 
         let (status, casino) = get(&app, &format!("/v1/reports/rtp/casino?{query}")).await;
         assert_eq!(status, StatusCode::OK);
-        let expected = brute_casino(&pool, from, to, currency).await;
+        let expected = brute_casino(pool, from, to, currency).await;
         assert_eq!(casino, json!({ "data": expected }), "casino report for {query}");
 
         let games = all_pages(&app, &format!("/v1/reports/rtp/games?{query}"), limit).await;
-        let expected = brute_games(&pool, from, to, currency).await;
+        let expected = brute_games(pool, from, to, currency).await;
         assert_eq!(games, expected, "games report for {query}");
     }
+    non_empty
+}
+
+#[sqlx::test]
+async fn every_report_equals_a_brute_force_aggregation_over_random_windows(pool: PgPool) {
+    let mut history = random_history(&pool, 7, 12, 40, 3).await;
+    let hours = sqlx::query_scalar!(r#"SELECT count(DISTINCT bucket) AS "n!" FROM rtp_hourly"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let split = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM round_buckets WHERE split"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(hours >= 5, "the history should span many hours, got {hours}");
+    assert!(split > 0, "the history should hold rounds spanning hours");
+    let non_empty = assert_random_windows(&pool, &mut history.rng, 60).await;
     assert!(non_empty > 20, "too few windows held any data: {non_empty}");
+}
+
+async fn late_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM rtp_late"#).fetch_one(pool).await.unwrap()
+}
+
+/// Casino and games read sealed days from the daily summary: it must agree
+/// with the ledger when sealed, after rollbacks change sealed days, and after
+/// those changes are folded in.
+#[sqlx::test]
+async fn sealed_days_and_their_late_changes_keep_every_report_exact(pool: PgPool) {
+    let mut history = History::new(&pool, 21).await;
+    // Players who play on the first day only, so that only the sealed days'
+    // bitmaps (and the journal, when their bets are rolled back) hold them.
+    history.join(&[("fay", "USD"), ("gus", "EUR"), ("hal", "BTC")]).await;
+    history.phases(1, 40, 0).await;
+    history.active = 5;
+    history.age(30).await;
+    history.phases(9, 30, 30).await;
+    let sealed = summary::summarize(&pool).await.unwrap();
+    assert!(sealed.days_sealed >= 3, "the history should span days before today: {sealed:?}");
+    assert_eq!(late_rows(&pool).await, 0, "sealing takes in the journal of the sealed days");
+    let non_empty = assert_random_windows(&pool, &mut history.rng, 40).await;
+    assert!(non_empty > 10, "too few windows held any data: {non_empty}");
+
+    // More play: rollbacks reach bets of sealed days, which the journal records.
+    for _ in 0..150 {
+        history.play().await;
+    }
+    assert!(late_rows(&pool).await > 0, "some rollbacks should have reached sealed days");
+    assert_random_windows(&pool, &mut history.rng, 40).await;
+
+    let folded = summary::summarize(&pool).await.unwrap();
+    assert!(folded.late_folded > 0, "{folded:?}");
+    assert_eq!(late_rows(&pool).await, 0);
+    assert_random_windows(&pool, &mut history.rng, 40).await;
+
+    // A sealed day's bitmap cannot forget a player, so its rows cannot move.
+    let moved =
+        sqlx::query!("UPDATE rtp_hourly SET bucket = bucket - interval '1 hour'").execute(&pool).await;
+    assert!(moved.is_err(), "moving rollup rows of sealed days must be refused");
 }
 
 #[sqlx::test]
 async fn hour_aligned_long_windows_read_rollups_and_agree_with_the_ledger(pool: PgPool) {
-    let _ = random_history(&pool, 11, 8, 40).await;
+    let _ = random_history(&pool, 11, 8, 40, 3).await;
     let app = router(&pool);
     let now = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
     for (from, to) in [
@@ -524,7 +587,7 @@ async fn bad_query_parameters_are_400_naming_the_field(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_cursor_from_one_report_is_refused_by_another(pool: PgPool) {
-    let _ = random_history(&pool, 3, 1, 30).await;
+    let _ = random_history(&pool, 3, 1, 30, 3).await;
     let app = router(&pool);
     let from = Utc::now() - TimeDelta::hours(1);
     let to = Utc::now() + TimeDelta::hours(1);

@@ -263,6 +263,65 @@ const CHECKS: &[Check] = &[
             FULL JOIN round_buckets b USING (player_id, bucket, game, game_id)
             WHERE coalesce(e.live_bets, 0) <> coalesce(b.live_bets, 0)"#,
     },
+    Check {
+        name: "daily_summary_matches_the_rollups",
+        description: "for every sealed day, rtp_daily plus the journal rtp_late equals its \
+                      rtp_hourly rows summed per currency and game",
+        sql: r#"
+            WITH sealed AS (SELECT coalesce(until, '-infinity') AS until FROM rtp_sealed),
+            expected AS (
+                SELECT date_trunc('day', bucket, 'UTC') AS day, currency, game,
+                       sum(total_bet) AS total_bet, sum(total_win) AS total_win,
+                       sum(rolled_back_bet) AS rolled_back_bet, sum(rolled_back_win) AS rolled_back_win,
+                       sum(rounds) AS rounds
+                FROM rtp_hourly WHERE bucket < (SELECT until FROM sealed)
+                GROUP BY 1, 2, 3
+            ),
+            summarised AS (
+                SELECT day, currency, game, sum(total_bet) AS total_bet, sum(total_win) AS total_win,
+                       sum(rolled_back_bet) AS rolled_back_bet, sum(rolled_back_win) AS rolled_back_win,
+                       sum(rounds) AS rounds
+                FROM (SELECT day, currency, game, total_bet, total_win, rolled_back_bet,
+                             rolled_back_win, rounds FROM rtp_daily
+                      UNION ALL
+                      SELECT day, currency, game, total_bet, total_win, rolled_back_bet,
+                             rolled_back_win, rounds FROM rtp_late
+                      WHERE day < (SELECT until FROM sealed)) AS parts
+                GROUP BY 1, 2, 3
+            )
+            SELECT format('day %s, %s, game %L: summary bet/win/rolled back/rounds %s/%s/%s/%s/%s, hourly rollups say %s/%s/%s/%s/%s',
+                          day, currency, game,
+                          s.total_bet, s.total_win, s.rolled_back_bet, s.rolled_back_win, s.rounds,
+                          e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, e.rounds)
+            FROM expected e
+            FULL JOIN summarised s USING (day, currency, game)
+            WHERE (e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, e.rounds)
+                  IS DISTINCT FROM (s.total_bet, s.total_win, s.rolled_back_bet, s.rolled_back_win, s.rounds)"#,
+    },
+    Check {
+        name: "daily_players_match_the_rollups",
+        description: "for every sealed day and currency, the players in its bitmaps and \
+                      journal are the players of its rtp_hourly rows",
+        sql: r#"
+            WITH sealed AS (SELECT coalesce(until, '-infinity') AS until FROM rtp_sealed),
+            expected AS (
+                SELECT DISTINCT date_trunc('day', bucket, 'UTC') AS day, currency, player_id
+                FROM rtp_hourly WHERE bucket < (SELECT until FROM sealed)
+            ),
+            summarised AS (
+                SELECT p.day, p.currency, (p.chunk::int8 << 13) + i AS player_id
+                FROM rtp_daily_players p, generate_series(0, 8191) AS i
+                WHERE get_bit(p.players, i) = 1
+                UNION
+                SELECT day, currency, player_id FROM rtp_late WHERE day < (SELECT until FROM sealed)
+            )
+            SELECT format('day %s, %s: player %s is %s', day, currency, player_id,
+                          CASE WHEN e.player_id IS NULL THEN 'in the summary but has no rollups'
+                               ELSE 'missing from the summary' END)
+            FROM expected e
+            FULL JOIN summarised s USING (day, currency, player_id)
+            WHERE e.player_id IS NULL OR s.player_id IS NULL"#,
+    },
 ];
 
 /// What one check found.

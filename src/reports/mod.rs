@@ -4,10 +4,12 @@
 //! - `window`: parsing a window and splitting it into whole hours and edges.
 //! - `store`: the queries, which read whole hours from the rollups and only
 //!   the partial hours at the edges from the raw ledger.
+//! - `summary`: daily summaries of the rollups for long windows.
 //!
 //! How the rollups stay exact is in docs/REPORTS.md.
 
 pub mod store;
+pub mod summary;
 pub mod window;
 
 use axum::extract::rejection::QueryRejection;

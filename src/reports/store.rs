@@ -2,15 +2,20 @@
 //!
 //! 1. whole hours of the window, summed from `rtp_hourly`;
 //! 2. the partial hours at its edges, read from the raw ledger, with the
-//!    rolled-back state from `actions` (looked up per row by a subquery: a
-//!    join would be costed against all 16 hash partitions of `actions` and
-//!    could turn into a scan of the whole registry);
+//!    rolled-back state looked up per row in the small index of rolled-back
+//!    actions (a join, or an EXISTS, may be planned as a hash of all of them);
 //! 3. distinct rounds: `rtp_hourly.rounds` counts a round once per (hour,
 //!    game) it is live in, so the excess of the few `split` rounds is taken
 //!    off, and an edge round is added only if no whole hour counted it.
 //!
+//! Casino and games read sealed whole days from the daily summary instead
+//! (`rtp_daily`, its journal `rtp_late` and the presence bitmaps
+//! `rtp_daily_players`; see `summary.rs`), and the rest of the whole hours
+//! from `rtp_hourly`.
+//!
 //! Bind order everywhere: `$1` from, `$2` to, `$3` hours_from, `$4` hours_to,
-//! `$5` currency (or NULL).
+//! `$5` currency (or NULL), then for casino and games `$6` days_from, `$7`
+//! days_to.
 
 use sqlx::PgPool;
 
@@ -127,9 +132,9 @@ pub async fn users(
                                           AND b.live_bets > 0)
                        THEN e.game_id END) AS rounds
             FROM (SELECT l.kind, l.amount, l.game_id,
-                         EXISTS (SELECT 1 FROM actions a
-                                 WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
-                             AS rolled_back
+                         coalesce((SELECT true FROM actions a
+                                   WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL),
+                                  false) AS rolled_back
                   FROM ledger l
                   WHERE l.player_id = page.id AND l.kind IN ('bet', 'win')
                     AND ((l.created_at >= $1 AND l.created_at < $3)
@@ -169,46 +174,76 @@ pub async fn users(
 pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> AppResult<Vec<CasinoTotals>> {
     let rows = sqlx::query!(
         r#"
-        WITH edge AS MATERIALIZED (
-            SELECT l.player_id, p.currency, l.kind, l.amount, l.game_id,
-                   EXISTS (SELECT 1 FROM actions a
-                           WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
-                       AS rolled_back
-            -- The player's currency by primary key, row by row: a join would
-            -- hash every player to serve a few thousand edge rows.
+        WITH span AS (
+            -- The sealed whole days, [$6, sealed), are read from the daily summary.
+            SELECT greatest($6::timestamptz, least($7::timestamptz, coalesce(s.until, '-infinity')))
+                       AS sealed
+            FROM rtp_sealed s
+        ),
+        hourly AS (
+            SELECT h.player_id, h.currency, h.total_bet, h.total_win, h.rolled_back_bet,
+                   h.rolled_back_win, h.rounds
+            FROM rtp_hourly h
+            WHERE ((h.bucket >= $3 AND h.bucket < $6)
+                   OR (h.bucket >= (SELECT sealed FROM span) AND h.bucket < $4))
+              AND ($5::text IS NULL OR h.currency = $5)
+        ),
+        late AS (
+            SELECT l.* FROM rtp_late l
+            WHERE l.day >= $6 AND l.day < (SELECT sealed FROM span) AND ($5::text IS NULL OR l.currency = $5)
+        ),
+        stored_players AS (
+            SELECT p.currency, p.chunk, bit_or(p.players) AS players
+            FROM rtp_daily_players p
+            WHERE p.day >= $6 AND p.day < (SELECT sealed FROM span) AND ($5::text IS NULL OR p.currency = $5)
+            GROUP BY p.currency, p.chunk
+        ),
+        edge AS MATERIALIZED (
+            SELECT l.player_id, l.kind, l.amount, l.game_id,
+                   -- A scalar subquery is probed row by row; an EXISTS may be
+                   -- turned into a hash of every rolled-back action there is.
+                   coalesce((SELECT true FROM actions a
+                             WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL),
+                            false) AS rolled_back
             FROM ledger l
-            CROSS JOIN LATERAL (SELECT p.currency FROM players p WHERE p.id = l.player_id) AS p
             WHERE l.kind IN ('bet', 'win')
               AND ((l.created_at >= $1 AND l.created_at < $3)
                    OR (l.created_at >= $4 AND l.created_at < $2))
+        ),
+        edge_players AS (
+            SELECT p.id AS player_id, p.currency FROM players p
+            WHERE p.id = ANY (ARRAY(SELECT DISTINCT player_id FROM edge))
               AND ($5::text IS NULL OR p.currency = $5)
         ),
         -- Each part: currency, users, bet, win, rolled back bet and win, rounds.
         parts AS (
-            SELECT h.currency, 0::int8 AS users,
-                   sum(h.total_bet) AS bet, sum(h.total_win) AS win,
-                   sum(h.rolled_back_bet) AS rb_bet, sum(h.rolled_back_win) AS rb_win,
-                   sum(h.rounds) AS rounds
-            FROM rtp_hourly h
-            WHERE h.bucket >= $3 AND h.bucket < $4
-              AND ($5::text IS NULL OR h.currency = $5)
-            GROUP BY h.currency
+            SELECT currency, 0::int8 AS users, sum(total_bet) AS bet, sum(total_win) AS win,
+                   sum(rolled_back_bet) AS rb_bet, sum(rolled_back_win) AS rb_win,
+                   sum(rounds) AS rounds
+            FROM hourly GROUP BY currency
             UNION ALL
-            -- Players of the whole hours, counted apart from the sums so that
-            -- both aggregate by hashing narrow rows, never by sorting wide ones.
-            SELECT u.currency, count(*), 0, 0, 0, 0, 0
-            FROM (SELECT DISTINCT h.currency, h.player_id FROM rtp_hourly h
-                  WHERE h.bucket >= $3 AND h.bucket < $4
-                    AND ($5::text IS NULL OR h.currency = $5)) AS u
-            GROUP BY u.currency
+            SELECT d.currency, 0, sum(d.total_bet), sum(d.total_win), sum(d.rolled_back_bet),
+                   sum(d.rolled_back_win), sum(d.rounds)
+            FROM rtp_daily d
+            WHERE d.day >= $6 AND d.day < (SELECT sealed FROM span) AND ($5::text IS NULL OR d.currency = $5)
+            GROUP BY d.currency
             UNION ALL
-            -- Players seen only in the edges.
-            SELECT e.currency, count(*), 0, 0, 0, 0, 0
-            FROM (SELECT DISTINCT currency, player_id FROM edge) AS e
-            WHERE NOT EXISTS (SELECT 1 FROM rtp_hourly h
-                              WHERE h.player_id = e.player_id
-                                AND h.bucket >= $3 AND h.bucket < $4)
-            GROUP BY e.currency
+            SELECT currency, 0, sum(total_bet), sum(total_win), sum(rolled_back_bet),
+                   sum(rolled_back_win), sum(rounds)
+            FROM late GROUP BY currency
+            UNION ALL
+            -- Players of the sealed days.
+            SELECT currency, sum(bit_count(players)), 0, 0, 0, 0, 0
+            FROM stored_players GROUP BY currency
+            UNION ALL
+            -- Players of the other parts that the sealed days' bitmaps do not hold.
+            SELECT o.currency, count(*), 0, 0, 0, 0, 0
+            FROM (SELECT currency, player_id FROM hourly
+                  UNION SELECT currency, player_id FROM late
+                  UNION SELECT currency, player_id FROM edge_players) AS o
+            LEFT JOIN stored_players s ON s.currency = o.currency AND s.chunk = (o.player_id >> 13)::int
+            WHERE s.players IS NULL OR get_bit(s.players, (o.player_id & 8191)::int) = 0
+            GROUP BY o.currency
             UNION ALL
             -- A round live in n (hour, game) rows of the window was counted n times.
             SELECT p.currency, 0, 0, 0, 0, 0,
@@ -219,22 +254,24 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
               AND ($5::text IS NULL OR p.currency = $5)
             GROUP BY p.currency
             UNION ALL
-            SELECT e.currency, 0,
+            SELECT p.currency, 0,
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND e.rolled_back), 0),
                    0
-            FROM edge e GROUP BY e.currency
+            FROM edge e JOIN edge_players p USING (player_id)
+            GROUP BY p.currency
             UNION ALL
             -- Edge rounds that no whole hour of the window has a live bet of.
-            SELECT e.currency, 0, 0, 0, 0, 0, count(DISTINCT (e.player_id, e.game_id))
-            FROM edge e
-            WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM round_buckets b
-                              WHERE b.player_id = e.player_id AND b.game_id = e.game_id
+            SELECT r.currency, 0, 0, 0, 0, 0, count(*)
+            FROM (SELECT DISTINCT p.currency, e.player_id, e.game_id
+                  FROM edge e JOIN edge_players p USING (player_id)
+                  WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL) AS r
+            WHERE NOT EXISTS (SELECT 1 FROM round_buckets b
+                              WHERE b.player_id = r.player_id AND b.game_id = r.game_id
                                 AND b.bucket >= $3 AND b.bucket < $4 AND b.live_bets > 0)
-            GROUP BY e.currency
+            GROUP BY r.currency
         )
         SELECT currency AS "currency!", sum(users)::int8 AS "users!",
                sum(rounds)::int8 AS "rounds!",
@@ -249,6 +286,8 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
         window.hours_from,
         window.hours_to,
         currency,
+        window.days_from,
+        window.days_to,
     )
     .fetch_all(pool)
     .await?;
@@ -279,19 +318,27 @@ pub async fn games(
 ) -> AppResult<Vec<GameTotals>> {
     let rows = sqlx::query!(
         r#"
-        WITH edge AS MATERIALIZED (
-            SELECT l.player_id, p.currency, coalesce(l.game, '') AS game, l.kind, l.amount,
-                   l.game_id,
-                   EXISTS (SELECT 1 FROM actions a
-                           WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL)
-                       AS rolled_back
-            -- The player's currency by primary key, row by row: a join would
-            -- hash every player to serve a few thousand edge rows.
+        WITH span AS (
+            -- The sealed whole days, [$6, sealed), are read from the daily summary.
+            SELECT greatest($6::timestamptz, least($7::timestamptz, coalesce(s.until, '-infinity')))
+                       AS sealed
+            FROM rtp_sealed s
+        ),
+        edge AS MATERIALIZED (
+            SELECT l.player_id, coalesce(l.game, '') AS game, l.kind, l.amount, l.game_id,
+                   -- A scalar subquery is probed row by row; an EXISTS may be
+                   -- turned into a hash of every rolled-back action there is.
+                   coalesce((SELECT true FROM actions a
+                             WHERE a.action_id = l.action_id AND a.reversed_by IS NOT NULL),
+                            false) AS rolled_back
             FROM ledger l
-            CROSS JOIN LATERAL (SELECT p.currency FROM players p WHERE p.id = l.player_id) AS p
             WHERE l.kind IN ('bet', 'win')
               AND ((l.created_at >= $1 AND l.created_at < $3)
                    OR (l.created_at >= $4 AND l.created_at < $2))
+        ),
+        edge_players AS (
+            SELECT p.id AS player_id, p.currency FROM players p
+            WHERE p.id = ANY (ARRAY(SELECT DISTINCT player_id FROM edge))
               AND ($5::text IS NULL OR p.currency = $5)
         ),
         parts AS (
@@ -299,9 +346,20 @@ pub async fn games(
                    sum(h.rolled_back_bet) AS rb_bet, sum(h.rolled_back_win) AS rb_win,
                    sum(h.rounds) AS rounds
             FROM rtp_hourly h
-            WHERE h.bucket >= $3 AND h.bucket < $4
+            WHERE ((h.bucket >= $3 AND h.bucket < $6)
+                   OR (h.bucket >= (SELECT sealed FROM span) AND h.bucket < $4))
               AND ($5::text IS NULL OR h.currency = $5)
             GROUP BY h.game, h.currency
+            UNION ALL
+            SELECT d.game, d.currency, sum(d.total_bet), sum(d.total_win), sum(d.rolled_back_bet),
+                   sum(d.rolled_back_win), sum(d.rounds)
+            FROM (SELECT game, currency, total_bet, total_win, rolled_back_bet, rolled_back_win, rounds
+                  FROM rtp_daily WHERE day >= $6 AND day < (SELECT sealed FROM span)
+                  UNION ALL
+                  SELECT game, currency, total_bet, total_win, rolled_back_bet, rolled_back_win, rounds
+                  FROM rtp_late WHERE day >= $6 AND day < (SELECT sealed FROM span)) AS d
+            WHERE $5::text IS NULL OR d.currency = $5
+            GROUP BY d.game, d.currency
             UNION ALL
             -- A round live in n hours of the window was counted n times.
             SELECT b.game, p.currency, 0, 0, 0, 0,
@@ -312,39 +370,43 @@ pub async fn games(
               AND ($5::text IS NULL OR p.currency = $5)
             GROUP BY b.game, p.currency
             UNION ALL
-            SELECT e.game, e.currency,
+            SELECT e.game, p.currency,
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND NOT e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0),
                    coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win' AND e.rolled_back), 0),
                    0
-            FROM edge e GROUP BY e.game, e.currency
+            FROM edge e JOIN edge_players p USING (player_id)
+            GROUP BY e.game, p.currency
             UNION ALL
             -- Edge rounds that no whole hour of the window has a live bet of in this game.
-            SELECT e.game, e.currency, 0, 0, 0, 0, count(DISTINCT (e.player_id, e.game_id))
-            FROM edge e
-            WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM round_buckets b
-                              WHERE b.player_id = e.player_id AND b.game_id = e.game_id
-                                AND b.game = e.game
+            SELECT r.game, r.currency, 0, 0, 0, 0, count(*)
+            FROM (SELECT DISTINCT e.game, p.currency, e.player_id, e.game_id
+                  FROM edge e JOIN edge_players p USING (player_id)
+                  WHERE e.kind = 'bet' AND NOT e.rolled_back AND e.game_id IS NOT NULL) AS r
+            WHERE NOT EXISTS (SELECT 1 FROM round_buckets b
+                              WHERE b.player_id = r.player_id AND b.game_id = r.game_id
+                                AND b.game = r.game
                                 AND b.bucket >= $3 AND b.bucket < $4 AND b.live_bets > 0)
-            GROUP BY e.game, e.currency
+            GROUP BY r.game, r.currency
         )
         SELECT game AS "game!", currency AS "currency!",
                sum(rounds)::int8 AS "rounds!",
                sum(bet)::int8 AS "total_bet!", sum(win)::int8 AS "total_win!",
                sum(rb_bet)::int8 AS "rolled_back_bet!", sum(rb_win)::int8 AS "rolled_back_win!"
         FROM parts
-        WHERE $6::text IS NULL OR (game, currency) > ($6, $7::text)
+        WHERE $8::text IS NULL OR (game, currency) > ($8, $9::text)
         GROUP BY game, currency
         ORDER BY game, currency
-        LIMIT $8
+        LIMIT $10
         "#,
         window.from,
         window.to,
         window.hours_from,
         window.hours_to,
         currency,
+        window.days_from,
+        window.days_to,
         after.map(|a| a.0),
         after.map(|a| a.1),
         limit,

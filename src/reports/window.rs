@@ -11,12 +11,18 @@ use crate::error::AppError;
 /// `[hours_from, hours_to)` is covered by whole hour buckets. When the window
 /// holds no whole hour, `hours_from == hours_to == to` and the whole window is
 /// one raw edge.
+///
+/// `[days_from, days_to)` are the whole (UTC) days among those hours, which
+/// the daily summary serves once sealed. When there is none,
+/// `days_from == days_to == hours_to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub hours_from: DateTime<Utc>,
     pub hours_to: DateTime<Utc>,
+    pub days_from: DateTime<Utc>,
+    pub days_to: DateTime<Utc>,
 }
 
 impl Window {
@@ -34,13 +40,21 @@ impl Window {
         // The database keeps microseconds. Rounding both ends up keeps the
         // half-open test exact: t >= from ⇔ t >= ceil(from) for whole-µs t.
         let (from, to) = (ceil_micros(from), ceil_micros(to));
-        let hours_from = ceil_hour(from);
-        let hours_to = floor_hour(to);
-        if hours_from < hours_to {
-            Window { from, to, hours_from, hours_to }
-        } else {
-            Window { from, to, hours_from: to, hours_to: to }
-        }
+        let (hours_from, hours_to) = inner(from, to, TimeDelta::hours(1));
+        let (days_from, days_to) = inner(hours_from, hours_to, TimeDelta::days(1));
+        Window { from, to, hours_from, hours_to, days_from, days_to }
+    }
+}
+
+/// The whole units of `unit` inside `[from, to)`, or `(to, to)` if none.
+fn inner(from: DateTime<Utc>, to: DateTime<Utc>, unit: TimeDelta) -> (DateTime<Utc>, DateTime<Utc>) {
+    let floor = |at: DateTime<Utc>| at.duration_trunc(unit).expect("truncation cannot overflow");
+    let first = if floor(from) == from { from } else { floor(from) + unit };
+    let last = floor(to);
+    if first < last {
+        (first, last)
+    } else {
+        (to, to)
     }
 }
 
@@ -60,19 +74,6 @@ fn ceil_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-fn floor_hour(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::hours(1)).expect("hour truncation cannot overflow")
-}
-
-fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = floor_hour(at);
-    if floor == at {
-        at
-    } else {
-        floor + TimeDelta::hours(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +87,14 @@ mod tests {
         let w = Window::parse(Some("2026-11-01T10:15:00Z"), Some("2026-11-03T08:30:00Z")).unwrap();
         assert_eq!(w.hours_from, at("2026-11-01T11:00:00Z"));
         assert_eq!(w.hours_to, at("2026-11-03T08:00:00Z"));
+    }
+
+    #[test]
+    fn whole_days_are_found_inside_the_whole_hours() {
+        let w = Window::parse(Some("2026-11-01T10:15:00Z"), Some("2026-11-04T08:30:00Z")).unwrap();
+        assert_eq!((w.days_from, w.days_to), (at("2026-11-02T00:00:00Z"), at("2026-11-04T00:00:00Z")));
+        let w = Window::parse(Some("2026-11-01T10:15:00Z"), Some("2026-11-02T08:30:00Z")).unwrap();
+        assert_eq!((w.days_from, w.days_to), (w.hours_to, w.hours_to));
     }
 
     #[test]
