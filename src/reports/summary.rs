@@ -43,16 +43,27 @@ pub struct Summarized {
 pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
     let mut conn = pool.acquire().await?;
     // Before the snapshot: days up to the earliest start of a running
-    // transaction (or today) can be sealed.
-    let horizon = sqlx::query_scalar!(
+    // transaction (or today) can be sealed. Sessions of other roles show no
+    // transaction start without pg_read_all_stats: while any is connected,
+    // nothing is sealed.
+    let activity = sqlx::query!(
         r#"SELECT least(date_trunc('day', now(), 'UTC'),
-                        date_trunc('day', min(xact_start), 'UTC')) AS "horizon!"
+                        date_trunc('day', min(xact_start), 'UTC')) AS "horizon!",
+                  count(*) FILTER (WHERE state IS NULL) AS "hidden!"
            FROM pg_stat_activity
            WHERE datname = current_database() AND pid <> pg_backend_pid()
-             AND backend_type = 'client backend' AND xact_start IS NOT NULL"#,
+             AND backend_type = 'client backend'"#,
     )
     .fetch_one(&mut *conn)
     .await?;
+    if activity.hidden > 0 {
+        tracing::warn!(
+            sessions = activity.hidden,
+            "cannot see when other roles' transactions started; sealing no days \
+             (grant pg_read_all_stats to the service's role)"
+        );
+    }
+    let horizon = activity.horizon;
 
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
@@ -64,8 +75,9 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
         return Ok(Summarized { sealed_until: until, days_sealed: 0, late_folded: 0, busy: true });
     }
 
+    let seal = activity.hidden == 0 && until.is_none_or(|until| horizon > until);
     let mut days_sealed = 0;
-    if until.is_none_or(|until| horizon > until) {
+    if seal {
         // Sealed days' journal rows visible now are already in the hourly
         // rows read here, so they go; any that commit later stay.
         days_sealed = sqlx::query_scalar!(
@@ -97,7 +109,7 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
         .await?;
         sqlx::query!("UPDATE rtp_sealed SET until = $1", horizon).execute(&mut *tx).await?;
     }
-    let sealed = until.map_or(horizon, |until| until.max(horizon));
+    let sealed = if seal { Some(horizon) } else { until };
 
     let late_folded = sqlx::query_scalar!(
         r#"WITH folded AS (
@@ -130,9 +142,9 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
     tx.commit().await?;
 
     if days_sealed > 0 || late_folded > 0 {
-        tracing::info!(days_sealed, late_folded, sealed_until = %sealed, "summarised RTP rollups");
+        tracing::info!(days_sealed, late_folded, sealed_until = ?sealed, "summarised RTP rollups");
     }
-    Ok(Summarized { sealed_until: Some(sealed), days_sealed, late_folded, busy: false })
+    Ok(Summarized { sealed_until: sealed, days_sealed, late_folded, busy: false })
 }
 
 /// Runs [`summarize`] every minute until the process ends.
