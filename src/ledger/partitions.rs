@@ -32,13 +32,8 @@ pub async fn ensure_ahead(pool: &PgPool) -> sqlx::Result<i32> {
 
 /// Runs [`ensure_ahead`] every hour until the process ends.
 pub fn spawn_maintenance(pool: PgPool) {
-    tokio::spawn(async move {
-        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every_hour.tick().await;
-            if let Err(error) = ensure_ahead(&pool).await {
-                tracing::error!(error = %error, "could not create ledger partitions; will retry");
-            }
-        }
+    crate::ops::spawn_every(Duration::from_secs(3600), "create ledger partitions", move || {
+        let pool = pool.clone();
+        async move { ensure_ahead(&pool).await }
     });
 }

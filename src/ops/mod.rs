@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod observe;
 pub mod reconcile;
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -22,6 +24,25 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::AppState;
+
+/// Runs `task` at once and then every `period` until the process ends; a
+/// failure is logged with `what` and retried at the next tick.
+pub fn spawn_every<F, Fut, T, E>(period: Duration, what: &'static str, mut task: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send,
+    E: Display,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = task().await {
+                tracing::error!(error = %error, "could not {what}; will retry");
+            }
+        }
+    });
+}
 
 /// Unauthenticated and outside the overload protection, so that probes and
 /// scrapes keep answering while the service sheds load.

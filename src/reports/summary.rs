@@ -149,13 +149,8 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
 
 /// Runs [`summarize`] every minute until the process ends.
 pub fn spawn_maintenance(pool: PgPool) {
-    tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            every_minute.tick().await;
-            if let Err(error) = summarize(&pool).await {
-                tracing::error!(error = %error, "could not summarise RTP rollups; will retry");
-            }
-        }
+    crate::ops::spawn_every(Duration::from_secs(60), "summarise RTP rollups", move || {
+        let pool = pool.clone();
+        async move { summarize(&pool).await }
     });
 }
