@@ -1,7 +1,7 @@
 //! The hot path: provider requests, start to finish.
 //!
 //! ```text
-//! BEGIN
+//! BEGIN; SET LOCAL plan_cache_mode = force_generic_plan
 //! SELECT … FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
 //! SELECT clock_timestamp(), … FROM actions         -- 2. every referenced action, after the lock
 //!   … rules run in memory, request by request …
