@@ -1,7 +1,7 @@
 //! The hot path: provider requests, start to finish.
 //!
 //! ```text
-//! BEGIN
+//! BEGIN; SET LOCAL plan_cache_mode = force_generic_plan
 //! SELECT … FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
 //! SELECT clock_timestamp(), … FROM actions         -- 2. every referenced action, after the lock
 //!   … rules run in memory, request by request …
@@ -46,6 +46,15 @@ pub async fn balance_of(
     Ok(player.balance)
 }
 
+/// Starts a hot-path transaction whose statements run their cached generic
+/// plans. Their shape never depends on the values bound (arrays of rows), but
+/// PostgreSQL's default is to keep planning a statement afresh for every
+/// execution while its custom plan looks cheaper than the generic one, and
+/// for the write statement (a dozen CTEs) planning cost as much as a third
+/// of its execution (docs/BENCHMARKS.md). `SET LOCAL` ends with the
+/// transaction, so the connection returns to the pool as it came.
+const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+
 /// Applies one request's actions atomically under the player's row lock.
 pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
     let mut outcomes = process_group(pool, operator, &[batch]).await?;
@@ -62,7 +71,7 @@ pub async fn process_group(
     operator: i16,
     batches: &[&Batch],
 ) -> AppResult<Vec<AppResult<Receipt>>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with(BEGIN_GENERIC).await?;
     let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
