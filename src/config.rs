@@ -42,10 +42,11 @@ pub struct ServeArgs {
     pub db_acquire_timeout_ms: u64,
 
     /// Group-commit shard loops, each committing many requests per transaction.
-    /// About twice the database server's cores: more concurrent transactions
-    /// than it can run only contend (measured in docs/BENCHMARKS.md).
-    #[arg(long, env = "GROUP_COMMIT_SHARDS", default_value_t = 4)]
-    pub group_commit_shards: usize,
+    /// About the database server's cores: more concurrent transactions than it
+    /// can run only contend (measured in docs/BENCHMARKS.md). Defaults to this
+    /// host's cores, at least 2.
+    #[arg(long, env = "GROUP_COMMIT_SHARDS")]
+    pub group_commit_shards: Option<usize>,
 
     #[command(flatten)]
     pub protection: ProtectionArgs,
@@ -202,10 +203,16 @@ impl ServeArgs {
             admin_token,
             pool_size: self.db_pool_size.max(1),
             acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
-            group_commit_shards: self.group_commit_shards.max(1),
+            group_commit_shards: self.group_commit_shards.unwrap_or_else(default_group_commit_shards).max(1),
             protection: self.protection.into(),
         })
     }
+}
+
+/// One group-commit loop per core, and at least two, so that one loop's
+/// commit can wait for its WAL flush while the other works.
+fn default_group_commit_shards() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get()).max(2)
 }
 
 #[cfg(test)]
