@@ -22,6 +22,20 @@ use sqlx::PgPool;
 use super::window::Window;
 use crate::error::AppResult;
 
+/// The [`Totals`] of a query's row, whatever the row's type: every report
+/// query names its sums alike.
+macro_rules! totals {
+    ($row:expr) => {
+        Totals {
+            rounds: $row.rounds,
+            total_bet: $row.total_bet,
+            total_win: $row.total_win,
+            rolled_back_bet: $row.rolled_back_bet,
+            rolled_back_win: $row.rolled_back_win,
+        }
+    };
+}
+
 /// Sums of one report row, before the ratio is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Totals {
@@ -156,17 +170,7 @@ pub async fn users(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| UserTotals {
-            user_id: r.user_id,
-            currency: r.currency,
-            totals: Totals {
-                rounds: r.rounds,
-                total_bet: r.total_bet,
-                total_win: r.total_win,
-                rolled_back_bet: r.rolled_back_bet,
-                rolled_back_win: r.rolled_back_win,
-            },
-        })
+        .map(|r| UserTotals { user_id: r.user_id, currency: r.currency, totals: totals!(r) })
         .collect())
 }
 
@@ -293,17 +297,7 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| CasinoTotals {
-            currency: r.currency,
-            users: r.users,
-            totals: Totals {
-                rounds: r.rounds,
-                total_bet: r.total_bet,
-                total_win: r.total_win,
-                rolled_back_bet: r.rolled_back_bet,
-                rolled_back_win: r.rolled_back_win,
-            },
-        })
+        .map(|r| CasinoTotals { currency: r.currency, users: r.users, totals: totals!(r) })
         .collect())
 }
 
@@ -415,16 +409,6 @@ pub async fn games(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| GameTotals {
-            game: r.game,
-            currency: r.currency,
-            totals: Totals {
-                rounds: r.rounds,
-                total_bet: r.total_bet,
-                total_win: r.total_win,
-                rolled_back_bet: r.rolled_back_bet,
-                rolled_back_win: r.rolled_back_win,
-            },
-        })
+        .map(|r| GameTotals { game: r.game, currency: r.currency, totals: totals!(r) })
         .collect())
 }

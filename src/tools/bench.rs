@@ -125,6 +125,21 @@ struct Planned {
     repeat_of: Option<Vec<TransactionRef>>,
 }
 
+impl Planned {
+    /// A request of one action that leaves nothing for later requests.
+    fn one_action(player: usize, body: Bytes, expected_change: i64) -> Planned {
+        Planned {
+            player,
+            body,
+            expected_change,
+            actions: 1,
+            bet: None,
+            pre_rolled_back: None,
+            repeat_of: None,
+        }
+    }
+}
+
 /// One action of a request, serialised straight into the body (building a
 /// `serde_json::Value` per request cost the generator more CPU than signing it).
 #[derive(Serialize)]
@@ -220,55 +235,30 @@ impl Generator {
             if roll < args.duplicates {
                 if let Some((player, body, answer)) = memory.answered.pop_front() {
                     return Planned {
-                        player,
-                        body,
-                        expected_change: 0,
                         actions: 0,
-                        bet: None,
-                        pre_rolled_back: None,
                         repeat_of: Some(answer),
+                        ..Planned::one_action(player, body, 0)
                     };
                 }
             } else if roll < args.duplicates + args.rollbacks {
                 if let Some((player, bet, amount)) = memory.accepted_bets.pop_front() {
                     let action = WireAction::rollback(Uuid::new_v4(), bet);
-                    return Planned {
-                        player,
-                        body: self.body(player, &[action]),
-                        expected_change: amount,
-                        actions: 1,
-                        bet: None,
-                        pre_rolled_back: None,
-                        repeat_of: None,
-                    };
+                    return Planned::one_action(player, self.body(player, &[action]), amount);
                 }
             } else if roll < args.duplicates + args.rollbacks + args.pre_rollbacks {
                 // Half the time send the awaited original, else start a new pair.
                 if rng.random_bool(0.5) {
                     if let Some((player, original)) = memory.pending_originals.pop_front() {
                         let action = WireAction::bet(original, args.amount);
-                        return Planned {
-                            player,
-                            body: self.body(player, &[action]),
-                            expected_change: 0,
-                            actions: 1,
-                            bet: None,
-                            pre_rolled_back: None,
-                            repeat_of: None,
-                        };
+                        return Planned::one_action(player, self.body(player, &[action]), 0);
                     }
                 }
                 let player = self.player(rng);
                 let original = Uuid::new_v4();
                 let action = WireAction::rollback(Uuid::new_v4(), original);
                 return Planned {
-                    player,
-                    body: self.body(player, &[action]),
-                    expected_change: 0,
-                    actions: 1,
-                    bet: None,
                     pre_rolled_back: Some(original),
-                    repeat_of: None,
+                    ..Planned::one_action(player, self.body(player, &[action]), 0)
                 };
             }
         }
