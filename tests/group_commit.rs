@@ -11,7 +11,7 @@ use uuid::Uuid;
 use wallet::domain::{Amount, Currency, UserId, DEFAULT_OPERATOR};
 use wallet::error::AppError;
 use wallet::ledger::group::GroupCommitter;
-use wallet::ledger::process::process_group;
+use wallet::ledger::process::{process_group, process_group_probing, Probe};
 use wallet::ledger::{Action, Batch};
 
 fn request(user: &str, actions: Vec<Action>) -> Batch {
@@ -117,4 +117,92 @@ async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool:
         .await
         .unwrap();
     assert!(groups < 100, "100 accepted bets were committed in {groups} transactions");
+}
+
+async fn first_tx_id(pool: &PgPool, action_id: Uuid) -> Uuid {
+    sqlx::query_scalar("SELECT tx_id FROM actions WHERE action_id = $1")
+        .bind(action_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn ledger_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ledger").fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test]
+async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_tx_id(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    let (bet, win) = (Uuid::new_v4(), Uuid::new_v4());
+    process_group(&pool, DEFAULT_OPERATOR, &[&request("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    let first = first_tx_id(&pool, bet).await;
+
+    let requests = [
+        request("alice", vec![bet_of(Uuid::new_v4(), 10)]),
+        request("alice", vec![bet_of(bet, 100), win_of(win, 5)]),
+    ];
+    let refs: Vec<&Batch> = requests.iter().collect();
+    let group = process_group_probing(&pool, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    assert!(group.met_stored_action, "the replayed bet's insert must have collided");
+    let replay = group.outcomes[1].as_ref().unwrap();
+    assert_eq!(replay.transactions[0], (bet, first), "the replay answers its first tx_id");
+    assert_eq!(replay.balance, 895);
+    assert_eq!(balance(&pool, "alice").await, 895);
+    // The deposit, the first bet, the second request's bet and the new win: the
+    // attempt that collided left nothing behind.
+    assert_eq!(ledger_rows(&pool).await, 4);
+}
+
+#[sqlx::test]
+async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 100).await;
+    let bet = Uuid::new_v4();
+    process_group(&pool, DEFAULT_OPERATOR, &[&request("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    let first = first_tx_id(&pool, bet).await;
+
+    // Taken as new, the replay would overdraw the empty balance (code 100);
+    // it is a replay, and answers its first result.
+    let requests =
+        [request("alice", vec![bet_of(bet, 100)]), request("alice", vec![bet_of(Uuid::new_v4(), 50)])];
+    let refs: Vec<&Batch> = requests.iter().collect();
+    let group = process_group_probing(&pool, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    assert!(!group.met_stored_action, "the refusal was judged again before anything was written");
+    assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(bet, first)]);
+    assert_eq!(group.outcomes[1].as_ref().map_err(AppError::code).unwrap_err(), 100);
+    assert_eq!(balance(&pool, "alice").await, 0);
+    assert_eq!(ledger_rows(&pool).await, 2);
+}
+
+#[sqlx::test]
+async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    let (bet, rollback, unseen, pre_rollback) =
+        (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let history = [
+        request("alice", vec![bet_of(bet, 100)]),
+        request("alice", vec![Action::Rollback { id: rollback, original: bet }]),
+        request("alice", vec![Action::Rollback { id: pre_rollback, original: unseen }]),
+    ];
+    for r in &history {
+        process_group(&pool, DEFAULT_OPERATOR, &[r]).await.unwrap();
+    }
+    let first_rollback = first_tx_id(&pool, rollback).await;
+    assert_eq!(balance(&pool, "alice").await, 1_000);
+
+    // The rollback again, then the original of the pre-rollback: both ids are
+    // stored (a processed rollback, a placeholder), neither moves money.
+    let requests = [
+        request("alice", vec![Action::Rollback { id: rollback, original: bet }]),
+        request("alice", vec![bet_of(unseen, 300)]),
+    ];
+    let refs: Vec<&Batch> = requests.iter().collect();
+    let group = process_group_probing(&pool, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    assert!(group.met_stored_action);
+    assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(rollback, first_rollback)]);
+    let late = group.outcomes[1].as_ref().unwrap();
+    assert_eq!(late.balance, 1_000, "the late original is recorded as rolled back");
+    assert_ne!(first_tx_id(&pool, unseen).await, Uuid::nil());
+    // deposit, bet, rollback, pre-rollback, late original
+    assert_eq!(ledger_rows(&pool).await, 5);
 }

@@ -2,9 +2,9 @@
 //!
 //! Requests are routed by player to one of a fixed number of shard loops.
 //! Each loop takes everything queued for it (up to a cap) and applies it with
-//! [`process_group`]: one lock statement for the group's players, one lookup,
-//! the rules per request in arrival order, one write, one commit. Every
-//! request still gets its own all-or-nothing outcome and its own error.
+//! [`process_group_probing`]: one lock statement for the group's players, one
+//! lookup, the rules per request in arrival order, one write, one commit.
+//! Every request still gets its own all-or-nothing outcome and its own error.
 //!
 //! Why it is fast: the five round trips and the commit's WAL flush of a
 //! transaction are paid once per group instead of once per request. A hot
@@ -25,13 +25,18 @@ use std::hash::BuildHasher;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::process::{process_batch, process_group};
+use super::process::{process_batch, process_group_probing, Probe};
 use super::rules::Receipt;
 use super::Batch;
 use crate::error::{AppError, AppResult};
 
 /// Requests waiting per shard before senders are made to wait.
 const QUEUE_DEPTH: usize = 1024;
+
+/// After a group met a stored action it took to be new (a replay, usually),
+/// this many groups of the shard read every action id first: while a provider
+/// is replaying, taking ids to be new would make most groups run twice.
+const CAREFUL_GROUPS: u32 = 32;
 
 struct Job {
     batch: Batch,
@@ -78,19 +83,31 @@ impl GroupCommitter {
 /// half-answered.
 async fn run_shard(pool: PgPool, operator: i16, mut queue: mpsc::Receiver<Job>, max_group: usize) {
     let mut jobs = Vec::with_capacity(max_group);
+    let mut careful_groups = 0;
     while queue.recv_many(&mut jobs, max_group).await > 0 {
-        commit(&pool, operator, std::mem::take(&mut jobs)).await;
+        let probe = if careful_groups > 0 {
+            careful_groups -= 1;
+            Probe::Every
+        } else {
+            Probe::Originals
+        };
+        if commit(&pool, operator, std::mem::take(&mut jobs), probe).await {
+            careful_groups = CAREFUL_GROUPS;
+        }
     }
 }
 
-async fn commit(pool: &PgPool, operator: i16, jobs: Vec<Job>) {
+/// Commits one group and answers each request; says whether the group met a
+/// stored action it took to be new.
+async fn commit(pool: &PgPool, operator: i16, jobs: Vec<Job>, probe: Probe) -> bool {
     crate::ops::metrics::record_group_size(jobs.len());
     let batches: Vec<&Batch> = jobs.iter().map(|job| &job.batch).collect();
-    match process_group(pool, operator, &batches).await {
-        Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+    match process_group_probing(pool, operator, &batches, probe).await {
+        Ok(group) => {
+            for (job, outcome) in jobs.into_iter().zip(group.outcomes) {
                 let _ = job.reply.send(outcome);
             }
+            return group.met_stored_action;
         }
         Err(error) if jobs.len() == 1 => {
             let _ = jobs.into_iter().next().expect("one job").reply.send(Err(error));
@@ -103,6 +120,7 @@ async fn commit(pool: &PgPool, operator: i16, jobs: Vec<Job>) {
             }
         }
     }
+    false
 }
 
 /// Shard loops for `pool_size` connections: leave a little room for the

@@ -69,4 +69,12 @@ impl Batch {
         ids.dedup();
         ids
     }
+
+    /// The originals this request's rollbacks name.
+    pub fn rollback_originals(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.actions.iter().filter_map(|action| match *action {
+            Action::Rollback { original, .. } => Some(original),
+            _ => None,
+        })
+    }
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! BEGIN; SET LOCAL plan_cache_mode = force_generic_plan
 //! SELECT … FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
-//! SELECT clock_timestamp(), … FROM actions         -- 2. every referenced action, after the lock
+//! SELECT clock_timestamp(), … FROM actions         -- 2. the originals rollbacks name, after the lock
 //!   … rules run in memory, request by request …
 //! WITH … INSERT/UPDATE … UPDATE players            -- 3. one statement writes everything
 //! COMMIT
@@ -13,6 +13,12 @@
 //! of requests processed together (see `group.rs`); nothing is queried inside
 //! a loop. A request the rules refuse leaves no trace: its effects are never
 //! added to what gets written.
+//!
+//! Step 2 does not look up the actions' own ids: they are new but for the rare
+//! replay, and the registry's primary key finds a replay anyway when its row
+//! is inserted, so a lookup per action would do that index descent twice.
+//! When the insert does meet a stored id, nothing is kept and the group runs
+//! again reading every id first ([`Probe`]).
 
 use std::collections::HashMap;
 
@@ -55,6 +61,29 @@ pub async fn balance_of(
 /// transaction, so the connection returns to the pool as it came.
 const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
+/// Which stored actions a group reads before its rules run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Every action id the requests name: one registry lookup per action.
+    Every,
+    /// Only the originals that rollbacks name. Every other id is taken to be
+    /// new, which it almost always is, and the registry's primary key checks
+    /// that when its row is inserted: an id that was stored after all fails
+    /// the write, and the group is applied again with [`Probe::Every`]. A
+    /// request the rules refuse leaves no row to check, so a group with a
+    /// refusal reads the remaining ids and is judged again before it writes
+    /// (the refused request may be a replay, which must answer its first
+    /// result).
+    Originals,
+}
+
+/// The outcome of each request of a group, in order.
+pub struct GroupOutcome {
+    pub outcomes: Vec<AppResult<Receipt>>,
+    /// The first attempt took an id to be new that was stored already.
+    pub met_stored_action: bool,
+}
+
 /// Applies one request's actions atomically under the player's row lock.
 pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
     let mut outcomes = process_group(pool, operator, &[batch]).await?;
@@ -71,34 +100,94 @@ pub async fn process_group(
     operator: i16,
     batches: &[&Batch],
 ) -> AppResult<Vec<AppResult<Receipt>>> {
+    Ok(process_group_probing(pool, operator, batches, Probe::Originals).await?.outcomes)
+}
+
+/// [`process_group`], reading the stored actions that `probe` names first.
+pub async fn process_group_probing(
+    pool: &PgPool,
+    operator: i16,
+    batches: &[&Batch],
+    probe: Probe,
+) -> AppResult<GroupOutcome> {
+    if let Some(outcomes) = apply_group(pool, operator, batches, probe).await? {
+        return Ok(GroupOutcome { outcomes, met_stored_action: false });
+    }
+    let outcomes = apply_group(pool, operator, batches, Probe::Every)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("registry conflict with every action read")))?;
+    Ok(GroupOutcome { outcomes, met_stored_action: true })
+}
+
+/// One transaction. `None`: under [`Probe::Originals`], an action taken to be
+/// new was stored already; nothing was kept.
+async fn apply_group(
+    pool: &PgPool,
+    operator: i16,
+    batches: &[&Batch],
+    probe: Probe,
+) -> AppResult<Option<Vec<AppResult<Receipt>>>> {
     let mut tx = pool.begin_with(BEGIN_GENERIC).await?;
     let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
     let players = lock_players(&mut tx, operator, &user_ids).await?;
-    let mut ids: Vec<Uuid> = batches.iter().flat_map(|b| b.referenced_ids()).collect();
+    let every_id = || sorted_ids(batches.iter().flat_map(|b| b.referenced_ids()));
+    let first_read = match probe {
+        Probe::Every => every_id(),
+        Probe::Originals => sorted_ids(batches.iter().flat_map(|b| b.rollback_originals())),
+    };
+    let (now, mut stored) = load_actions(&mut tx, &first_read).await?;
+    let (mut wallets, mut outcomes) = evaluate(&players, now, &stored, batches);
+    if probe == Probe::Originals && outcomes.iter().any(Result::is_err) {
+        let rest: Vec<Uuid> =
+            every_id().into_iter().filter(|id| first_read.binary_search(id).is_err()).collect();
+        stored.extend(load_actions(&mut tx, &rest).await?.1);
+        (wallets, outcomes) = evaluate(&players, now, &stored, batches);
+    }
+
+    let changed: Vec<&Wallet> = wallets.values().filter(|w| !w.effects.is_empty()).collect();
+    if !changed.is_empty() {
+        match write_effects(&mut tx, now, &changed).await {
+            Err(error) if probe == Probe::Originals && is_registry_conflict(&error) => return Ok(None),
+            written => written?,
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(outcomes))
+}
+
+fn sorted_ids(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
-    let (now, stored) = load_actions(&mut tx, &ids).await?;
+    ids
+}
 
+/// Runs the rules for every request in order, from the locked players' state.
+fn evaluate(
+    players: &HashMap<String, Player>,
+    now: DateTime<Utc>,
+    stored: &[ActionRecord],
+    batches: &[&Batch],
+) -> (HashMap<String, Wallet>, Vec<AppResult<Receipt>>) {
     let mut wallets: HashMap<String, Wallet> = players
-        .into_iter()
-        .map(|(user_id, player)| (user_id, Wallet::new(player, now, stored.iter().cloned())))
+        .iter()
+        .map(|(user_id, player)| (user_id.clone(), Wallet::new(player.clone(), now, stored.iter().cloned())))
         .collect();
-    let outcomes: Vec<AppResult<Receipt>> = batches
+    let outcomes = batches
         .iter()
         .map(|batch| match wallets.get_mut(batch.user_id.as_str()) {
             Some(wallet) => wallet.apply(batch),
             None => Err(AppError::PlayerNotFound),
         })
         .collect();
+    (wallets, outcomes)
+}
 
-    let changed: Vec<&Wallet> = wallets.values().filter(|w| !w.effects.is_empty()).collect();
-    if !changed.is_empty() {
-        write_effects(&mut tx, now, &changed).await?;
-    }
-    tx.commit().await?;
-    Ok(outcomes)
+/// A new action's row collided with a stored one in the registry.
+fn is_registry_conflict(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|e| e.constraint()) == Some("actions_pkey")
 }
 
 /// `SELECT … FOR UPDATE` on the players, in id order so that transactions
@@ -259,7 +348,7 @@ pub async fn write_effects(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     wallets: &[&Wallet],
-) -> AppResult<()> {
+) -> Result<(), sqlx::Error> {
     let (mut inserted, mut updated) = (ActionColumns::default(), ActionColumns::default());
     let mut e = EntryColumns::default();
     let mut m = SummaryColumns::default();
