@@ -33,24 +33,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// Deserialises `bytes` as one JSON value and nothing after it, naming the
 /// field at fault in the error (`body` when the JSON itself is malformed).
+///
+/// Valid bodies, nearly all of them, are parsed once without tracking the
+/// path; only a body that fails is parsed again to find the field to name.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(bytes).map_err(|_| json_rejection::<T>(bytes))
+}
+
+/// The error for a body that does not deserialise as a `T`.
+fn json_rejection<T: DeserializeOwned>(bytes: &[u8]) -> AppError {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
-        let inner = error.inner();
-        let path = error.path().to_string();
-        let parent = if path == "." || path == "?" { None } else { Some(path) };
-        let message = inner.to_string();
-        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-        let field = match (parent, missing) {
-            // serde reports a missing field at its parent; name the field itself.
-            (parent, Some(name)) => parent.map_or(name.to_string(), |p| format!("{p}.{name}")),
-            (Some(path), None) if !inner.is_syntax() && !inner.is_eof() => path,
-            _ => "body".to_string(),
-        };
-        AppError::bad_request(&field, error.into_inner())
-    })?;
-    deserializer.end().map_err(|error| AppError::bad_request("body", error))?;
-    Ok(value)
+    let error = match serde_path_to_error::deserialize::<_, T>(&mut *deserializer) {
+        Ok(_) => match deserializer.end() {
+            Err(error) => return AppError::bad_request("body", error),
+            Ok(()) => return AppError::bad_request("body", "could not be parsed"),
+        },
+        Err(error) => error,
+    };
+    let inner = error.inner();
+    let path = error.path().to_string();
+    let parent = if path == "." || path == "?" { None } else { Some(path) };
+    let message = inner.to_string();
+    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    let field = match (parent, missing) {
+        // serde reports a missing field at its parent; name the field itself.
+        (parent, Some(name)) => parent.map_or(name.to_string(), |p| format!("{p}.{name}")),
+        (Some(path), None) if !inner.is_syntax() && !inner.is_eof() => path,
+        _ => "body".to_string(),
+    };
+    AppError::bad_request(&field, error.into_inner())
 }
 
 /// Middleware: the back office authenticates with `Authorization: Bearer <token>`.

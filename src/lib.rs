@@ -43,7 +43,7 @@ pub struct AppState {
     /// The operator whose players this instance serves.
     pub operator: i16,
     /// Where provider requests with actions go to be committed.
-    pub committer: ledger::group::GroupCommitter,
+    pub committer: Arc<ledger::group::GroupCommitter>,
     /// Rate limits, in-flight cap and request timeout of this instance.
     pub limits: Arc<Limits>,
 }
@@ -53,8 +53,12 @@ impl AppState {
     /// shard loops, so it must be called inside the Tokio runtime.
     pub fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
         let shards = ledger::group::default_shards(pool.options().get_max_connections());
-        let committer =
-            ledger::group::GroupCommitter::start(pool.clone(), domain::DEFAULT_OPERATOR, shards, 64);
+        let committer = Arc::new(ledger::group::GroupCommitter::start(
+            pool.clone(),
+            domain::DEFAULT_OPERATOR,
+            shards,
+            64,
+        ));
         AppState {
             committer,
             pool,
@@ -67,7 +71,8 @@ impl AppState {
 
     /// The same state committing through `shards` group-commit loops.
     pub fn with_group_commit(self, shards: usize) -> AppState {
-        let committer = ledger::group::GroupCommitter::start(self.pool.clone(), self.operator, shards, 64);
+        let committer =
+            Arc::new(ledger::group::GroupCommitter::start(self.pool.clone(), self.operator, shards, 64));
         AppState { committer, ..self }
     }
 

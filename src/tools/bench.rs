@@ -300,6 +300,11 @@ impl Generator {
         }
     }
 
+    /// Whether accepted answers are kept, for replays to be checked against.
+    fn keeps_answers(&self) -> bool {
+        self.args.duplicates > 0.0
+    }
+
     /// Remembers what an accepted request makes possible next.
     fn remember(&self, planned: Planned, transactions: Vec<TransactionRef>) {
         let mut memory = self.memory.lock().expect("memory");
@@ -311,7 +316,7 @@ impl Generator {
         if let Some(original) = planned.pre_rolled_back {
             memory.pending_originals.push_back((planned.player, original));
         }
-        if planned.repeat_of.is_none() && memory.answered.len() < 10_000 {
+        if self.keeps_answers() && planned.repeat_of.is_none() && memory.answered.len() < 10_000 {
             memory.answered.push_back((planned.player, planned.body, transactions));
         }
     }
@@ -365,7 +370,13 @@ async fn send(
     let outcome = match response {
         Ok(response) => {
             let status = response.status().as_u16();
-            let answer = response.json().await.unwrap_or(Answer { code: None, transactions: Vec::new() });
+            // An accepted answer is only read when a replay may need it later.
+            let unread = Answer { code: None, transactions: Vec::new() };
+            let answer = match response.bytes().await {
+                Ok(_) if status == 200 && !generator.keeps_answers() => unread,
+                Ok(body) => serde_json::from_slice(&body).unwrap_or(unread),
+                Err(_) => unread,
+            };
             Some((status, answer))
         }
         Err(_) => None,
