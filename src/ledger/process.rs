@@ -271,7 +271,7 @@ pub async fn load_actions(
     Ok((now, stored))
 }
 
-/// Action rows as parallel arrays, for `UNNEST`.
+/// Changed action rows as parallel arrays, for `unnest`.
 #[derive(Default)]
 struct ActionColumns {
     action_id: Vec<Uuid>,
@@ -301,7 +301,17 @@ impl ActionColumns {
     }
 }
 
-/// Ledger rows as parallel arrays.
+/// New placeholders (the unseen originals of pre-rollbacks) as parallel arrays.
+#[derive(Default)]
+struct PlaceholderColumns {
+    action_id: Vec<Uuid>,
+    player_id: Vec<i64>,
+    reversed_by: Vec<Option<Uuid>>,
+}
+
+/// Ledger rows as parallel arrays. A new action's registry row is made of
+/// its ledger row (`registers`), plus the rollback that may already have
+/// reversed it in the same group (`reversed_by`).
 #[derive(Default)]
 struct EntryColumns {
     player_id: Vec<i64>,
@@ -315,6 +325,8 @@ struct EntryColumns {
     original_action_id: Vec<Option<Uuid>>,
     game: Vec<Option<String>>,
     game_id: Vec<Option<String>>,
+    registers: Vec<bool>,
+    reversed_by: Vec<Option<Uuid>>,
 }
 
 /// Rollup and round deltas, and the players' new balances, as parallel arrays.
@@ -344,18 +356,31 @@ struct SummaryColumns {
 ///
 /// Each row appears once (the rules merge repeated changes to one row
 /// first), because the parts of one statement cannot see each other's writes.
+///
+/// Every array element costs PostgreSQL a decode, so a new action's registry
+/// row is not sent on its own: it is made of the action's ledger row, which
+/// carries the same id, player, kind, amount, original, tx_id and game. The
+/// arrays are expanded by `unnest` in the select list, which runs them in
+/// lockstep without first copying each one into a temporary store, as
+/// `FROM UNNEST(a, b, …)` does.
 pub async fn write_effects(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     wallets: &[&Wallet],
 ) -> Result<(), sqlx::Error> {
-    let (mut inserted, mut updated) = (ActionColumns::default(), ActionColumns::default());
+    let (mut placeholders, mut updated) = (PlaceholderColumns::default(), ActionColumns::default());
     let mut e = EntryColumns::default();
     let mut m = SummaryColumns::default();
     for wallet in wallets {
         let player = &wallet.player;
         let (new_rows, changed_rows) = wallet.split_actions();
-        new_rows.into_iter().for_each(|r| inserted.push(r));
+        let new_actions = new_rows.iter().filter(|r| !r.is_placeholder()).count();
+        let registered = e.registers.iter().filter(|r| **r).count();
+        for row in new_rows.into_iter().filter(|r| r.is_placeholder()) {
+            placeholders.action_id.push(row.action_id);
+            placeholders.player_id.push(row.player_id);
+            placeholders.reversed_by.push(row.reversed_by);
+        }
         changed_rows.into_iter().for_each(|r| updated.push(r));
         for entry in &wallet.effects.entries {
             e.player_id.push(player.id);
@@ -369,7 +394,24 @@ pub async fn write_effects(
             e.original_action_id.push(entry.original_action_id);
             e.game.push(entry.game.clone());
             e.game_id.push(entry.game_id.clone());
+            // Every entry is an action recorded now: its row is new unless it
+            // fills the placeholder of an earlier pre-rollback.
+            let registers = !wallet.stored.contains_key(&entry.action_id);
+            e.registers.push(registers);
+            e.reversed_by.push(
+                wallet
+                    .effects
+                    .actions
+                    .get(&entry.action_id)
+                    .and_then(|r| r.reversed_by)
+                    .filter(|_| registers),
+            );
         }
+        debug_assert_eq!(
+            e.registers.iter().filter(|r| **r).count() - registered,
+            new_actions,
+            "every new action's registry row is made of its one ledger row"
+        );
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
             m.r_currency.push(player.currency.clone());
@@ -394,15 +436,35 @@ pub async fn write_effects(
 
     sqlx::query!(
         r#"
-        WITH inserted_actions AS (
+        WITH entry_rows AS (
+            SELECT unnest($15::int8[]) AS player_id, unnest($16::int8[]) AS seq,
+                   unnest($17::uuid[]) AS tx_id, unnest($18::text[]) AS kind,
+                   unnest($19::int8[]) AS amount, unnest($20::int8[]) AS balance_before,
+                   unnest($21::int8[]) AS balance_after, unnest($22::uuid[]) AS action_id,
+                   unnest($23::uuid[]) AS original_action_id, unnest($24::text[]) AS game,
+                   unnest($25::text[]) AS game_id, unnest($26::bool[]) AS registers,
+                   unnest($27::uuid[]) AS reversed_by
+        ),
+        entries AS (
+            INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
+                                balance_after, action_id, original_action_id, game, game_id)
+            SELECT e.player_id, e.seq, $1, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
+                   e.balance_after, e.action_id, e.original_action_id, e.game, e.game_id
+            FROM entry_rows e
+        ),
+        -- New actions (their row is made of their ledger row: a rollback's
+        -- registry row has no amount) and new placeholders.
+        inserted_actions AS (
             INSERT INTO actions (action_id, player_id, kind, amount, original_action_id,
                                  tx_id, processed_at, game, game_id, reversed_by)
-            SELECT a.action_id, a.player_id, a.kind::entry_kind, a.amount, a.original_action_id,
-                   a.tx_id, a.processed_at, a.game, a.game_id, a.reversed_by
-            FROM UNNEST($2::uuid[], $3::int8[], $4::text[], $5::int8[], $6::uuid[], $7::uuid[],
-                        $8::timestamptz[], $9::text[], $10::text[], $11::uuid[])
-                 AS a(action_id, player_id, kind, amount, original_action_id, tx_id,
-                      processed_at, game, game_id, reversed_by)
+            SELECT e.action_id, e.player_id, e.kind::entry_kind,
+                   CASE WHEN e.kind = 'rollback' THEN NULL ELSE e.amount END,
+                   e.original_action_id, e.tx_id, $1, e.game, e.game_id, e.reversed_by
+            FROM entry_rows e
+            WHERE e.registers
+            UNION ALL
+            SELECT unnest($2::uuid[]), unnest($3::int8[]), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   unnest($4::uuid[])
         ),
         -- Placeholders filled by their late original, originals marked reversed.
         -- Only rows of locked players: nobody else can be changing them.
@@ -411,29 +473,20 @@ pub async fn write_effects(
             SET kind = a.kind::entry_kind, amount = a.amount, original_action_id = a.original_action_id,
                 tx_id = a.tx_id, processed_at = a.processed_at, game = a.game,
                 game_id = a.game_id, reversed_by = a.reversed_by
-            FROM UNNEST($12::uuid[], $13::int8[], $14::text[], $15::int8[], $16::uuid[], $17::uuid[],
-                        $18::timestamptz[], $19::text[], $20::text[], $21::uuid[])
-                 AS a(action_id, player_id, kind, amount, original_action_id, tx_id,
-                      processed_at, game, game_id, reversed_by)
+            FROM (SELECT unnest($5::uuid[]) AS action_id, unnest($6::int8[]) AS player_id,
+                         unnest($7::text[]) AS kind, unnest($8::int8[]) AS amount,
+                         unnest($9::uuid[]) AS original_action_id, unnest($10::uuid[]) AS tx_id,
+                         unnest($11::timestamptz[]) AS processed_at, unnest($12::text[]) AS game,
+                         unnest($13::text[]) AS game_id, unnest($14::uuid[]) AS reversed_by) AS a
             WHERE t.action_id = a.action_id AND t.player_id = a.player_id
-        ),
-        entries AS (
-            INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
-                                balance_after, action_id, original_action_id, game, game_id)
-            SELECT e.player_id, e.seq, $1, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
-                   e.balance_after, e.action_id, e.original_action_id, e.game, e.game_id
-            FROM UNNEST($22::int8[], $23::int8[], $24::uuid[], $25::text[], $26::int8[], $27::int8[],
-                        $28::int8[], $29::uuid[], $30::uuid[], $31::text[], $32::text[])
-                 AS e(player_id, seq, tx_id, kind, amount, balance_before, balance_after,
-                      action_id, original_action_id, game, game_id)
         ),
         -- Round bookkeeping for exact distinct-round counts (see
         -- migrations/0002_report_rounds.sql). Only the locked players' rows
         -- are read or written.
         round_deltas AS (
-            SELECT n.player_id, n.bucket, n.game, n.game_id, n.delta
-            FROM UNNEST($41::int8[], $42::timestamptz[], $43::text[], $44::text[], $45::int4[])
-                 AS n(player_id, bucket, game, game_id, delta)
+            SELECT unnest($36::int8[]) AS player_id, unnest($37::timestamptz[]) AS bucket,
+                   unnest($38::text[]) AS game, unnest($39::text[]) AS game_id,
+                   unnest($40::int4[]) AS delta
         ),
         -- Every stored row of the rounds touched now.
         round_family AS (
@@ -484,9 +537,10 @@ pub async fn write_effects(
                    coalesce(r.currency, (SELECT currency FROM players WHERE id = c.player_id)),
                    coalesce(r.bet, 0), coalesce(r.win, 0), coalesce(r.rb_bet, 0),
                    coalesce(r.rb_win, 0), coalesce(c.rounds, 0)
-            FROM UNNEST($33::int8[], $34::timestamptz[], $35::text[], $36::text[], $37::int8[],
-                        $38::int8[], $39::int8[], $40::int8[])
-                 AS r(player_id, bucket, game, currency, bet, win, rb_bet, rb_win)
+            FROM (SELECT unnest($28::int8[]) AS player_id, unnest($29::timestamptz[]) AS bucket,
+                         unnest($30::text[]) AS game, unnest($31::text[]) AS currency,
+                         unnest($32::int8[]) AS bet, unnest($33::int8[]) AS win,
+                         unnest($34::int8[]) AS rb_bet, unnest($35::int8[]) AS rb_win) AS r
             FULL JOIN round_changes c
               ON c.player_id = r.player_id AND c.bucket = r.bucket AND c.game = r.game
             ON CONFLICT (player_id, bucket, game) DO UPDATE
@@ -498,20 +552,14 @@ pub async fn write_effects(
         )
         UPDATE players AS p
         SET balance = u.balance, last_seq = u.last_seq, updated_at = $1
-        FROM UNNEST($46::int8[], $47::int8[], $48::int8[]) AS u(id, balance, last_seq)
+        FROM (SELECT unnest($41::int8[]) AS id, unnest($42::int8[]) AS balance,
+                     unnest($43::int8[]) AS last_seq) AS u
         WHERE p.id = u.id
         "#,
         now,
-        &inserted.action_id,
-        &inserted.player_id,
-        &inserted.kind as _,
-        &inserted.amount as _,
-        &inserted.original_action_id as _,
-        &inserted.tx_id as _,
-        &inserted.processed_at as _,
-        &inserted.game as _,
-        &inserted.game_id as _,
-        &inserted.reversed_by as _,
+        &placeholders.action_id,
+        &placeholders.player_id,
+        &placeholders.reversed_by as _,
         &updated.action_id,
         &updated.player_id,
         &updated.kind as _,
@@ -533,6 +581,8 @@ pub async fn write_effects(
         &e.original_action_id as _,
         &e.game as _,
         &e.game_id as _,
+        &e.registers,
+        &e.reversed_by as _,
         &m.r_player_id,
         &m.r_bucket,
         &m.r_game,

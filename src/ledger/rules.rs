@@ -42,7 +42,7 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
-    fn is_placeholder(&self) -> bool {
+    pub fn is_placeholder(&self) -> bool {
         self.tx_id.is_none()
     }
 
