@@ -16,7 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use axum::body::Bytes;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use axum::http::{Request, Uri};
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -200,8 +205,6 @@ struct Memory {
 
 struct Generator {
     args: BenchArgs,
-    /// `<url>/v1/process`, parsed once.
-    process_url: reqwest::Url,
     zipf: Option<Zipf<f64>>,
     memory: Mutex<Memory>,
 }
@@ -352,7 +355,7 @@ impl Tally {
 /// Sends one planned request and records what happened, with latency
 /// measured from `intended` (the scheduled start in open loop).
 async fn send(
-    client: &reqwest::Client,
+    connections: &Connections,
     generator: &Generator,
     tally: &Tally,
     planned: Planned,
@@ -360,27 +363,16 @@ async fn send(
 ) {
     let signature = sign(generator.args.secret.as_bytes(), &planned.body);
     tally.sent.fetch_add(1, Ordering::Relaxed);
-    let response = client
-        .post(generator.process_url.clone())
-        .header("authorization", signature)
-        .header("content-type", "application/json")
-        .body(planned.body.clone())
-        .send()
-        .await;
-    let outcome = match response {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            // An accepted answer is only read when a replay may need it later.
-            let unread = Answer { code: None, transactions: Vec::new() };
-            let answer = match response.bytes().await {
-                Ok(_) if status == 200 && !generator.keeps_answers() => unread,
-                Ok(body) => serde_json::from_slice(&body).unwrap_or(unread),
-                Err(_) => unread,
-            };
-            Some((status, answer))
-        }
-        Err(_) => None,
-    };
+    let response = connections.post(PROCESS_PATH, &signature, planned.body.clone()).await;
+    let outcome = response.ok().map(|(status, body)| {
+        // An accepted answer is only parsed when a replay may need it later.
+        let unread = Answer { code: None, transactions: Vec::new() };
+        let answer = match status {
+            200 if !generator.keeps_answers() => unread,
+            _ => serde_json::from_slice(&body).unwrap_or(unread),
+        };
+        (status, answer)
+    });
     let micros = intended.elapsed().as_micros().clamp(1, 60_000_000) as u64;
     tally.histogram.lock().expect("histogram").saturating_record(micros);
     let Some((status, answer)) = outcome else {
@@ -411,7 +403,7 @@ async fn send(
 
 /// Reads every player's balance through the provider API.
 async fn balances(
-    client: &reqwest::Client,
+    connections: &Connections,
     args: &BenchArgs,
     players: &[usize],
 ) -> anyhow::Result<HashMap<usize, i64>> {
@@ -421,14 +413,9 @@ async fn balances(
             let body = serde_json::to_vec(
                 &json!({"user_id": format!("{}{}", args.prefix, player), "currency": args.currency}),
             )?;
-            let answer: Value = client
-                .post(format!("{}/v1/process", args.url))
-                .header("authorization", sign(args.secret.as_bytes(), &body))
-                .body(body)
-                .send()
-                .await?
-                .json()
-                .await?;
+            let signature = sign(args.secret.as_bytes(), &body);
+            let (_, answer) = connections.post(PROCESS_PATH, &signature, body.into()).await?;
+            let answer: Value = serde_json::from_slice(&answer).context("balance answer")?;
             let balance = answer["balance"].as_i64().with_context(|| {
                 format!(
                     "no balance for player {}{player}: {answer} (seed the players first: wallet seed)",
@@ -439,6 +426,67 @@ async fn balances(
         })
         .buffer_unordered(32);
     lookups.collect::<Vec<_>>().await.into_iter().collect()
+}
+
+const PROCESS_PATH: &str = "/v1/process";
+
+/// How long one request may take before it counts as a transport error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Keep-alive HTTP/1.1 connections to the service, one per request in flight,
+/// driven through hyper's connection handles: a general-purpose client's
+/// pool, retry and redirect layers cost the generator about a quarter of its
+/// CPU, which it takes from the service it measures (docs/BENCHMARKS.md).
+struct Connections {
+    /// `host:port` to connect to, also sent as `Host`.
+    authority: String,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl Connections {
+    fn new(url: &str) -> anyhow::Result<Connections> {
+        let uri: Uri = url.parse().context("--url")?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--url must be an http:// address, got {url}");
+        }
+        let host = uri.host().context("--url has no host")?;
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        Ok(Connections { authority, idle: Mutex::default() })
+    }
+
+    /// POSTs `body` and reads the whole answer: its status and body.
+    async fn post(&self, path: &str, authorization: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+        let request = Request::post(path)
+            .header(HOST, &self.authority)
+            .header(AUTHORIZATION, authorization)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        let idle = self.idle.lock().expect("connections").pop();
+        let mut connection = match idle {
+            Some(connection) if connection.is_ready() => connection,
+            _ => self.connect().await?,
+        };
+        let exchange = async {
+            let response = connection.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        };
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.context("request timed out")??;
+        self.idle.lock().expect("connections").push(connection);
+        Ok(answer)
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.authority))?;
+        stream.set_nodelay(true)?;
+        let (connection, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // The driver ends when its handle is dropped or the service closes the connection.
+        tokio::spawn(driver);
+        Ok(connection)
+    }
 }
 
 /// The figures of one run.
@@ -470,16 +518,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         }
         _ => None,
     };
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let connections = Arc::new(Connections::new(&args.url)?);
     let touched: Vec<usize> =
         if args.workload == Workload::Hot { vec![1] } else { (1..=args.players).collect() };
-    let before = balances(&client, &args, &touched).await?;
+    let before = balances(&connections, &args, &touched).await?;
 
-    let process_url = format!("{}/v1/process", args.url).parse().context("--url")?;
-    let generator = Arc::new(Generator { args: args.clone(), process_url, zipf, memory: Mutex::default() });
+    let generator = Arc::new(Generator { args: args.clone(), zipf, memory: Mutex::default() });
     let tally = Arc::new(Tally::new());
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
@@ -492,13 +536,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         None => {
             let issued = Arc::new(AtomicU64::new(0));
             let workers = (0..args.connections.max(1)).map(|_| {
-                let (client, generator, tally, issued) =
-                    (client.clone(), generator.clone(), tally.clone(), issued.clone());
+                let (connections, generator, tally, issued) =
+                    (connections.clone(), generator.clone(), tally.clone(), issued.clone());
                 tokio::spawn(async move {
                     let mut rng = StdRng::from_os_rng();
                     while !done(issued.fetch_add(1, Ordering::Relaxed)) {
                         let planned = generator.next(&mut rng);
-                        send(&client, &generator, &tally, planned, Instant::now()).await;
+                        send(&connections, &generator, &tally, planned, Instant::now()).await;
                     }
                 })
             });
@@ -516,9 +560,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
                 tokio::time::sleep_until(intended.into()).await;
                 let permit = in_flight.clone().acquire_owned().await?;
                 let planned = generator.next(&mut rng);
-                let (client, generator, tally) = (client.clone(), generator.clone(), tally.clone());
+                let (connections, generator, tally) = (connections.clone(), generator.clone(), tally.clone());
                 tasks.spawn(async move {
-                    send(&client, &generator, &tally, planned, intended).await;
+                    send(&connections, &generator, &tally, planned, intended).await;
                     drop(permit);
                 });
                 n += 1;
@@ -531,7 +575,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     progress.abort();
     eprintln!();
 
-    let after = balances(&client, &args, &touched).await?;
+    let after = balances(&connections, &args, &touched).await?;
     let money_moved: i64 = touched.iter().map(|p| after[p] - before[p]).sum();
     let expected = tally.expected_change.lock().expect("expected").clone();
     let money_expected: i64 = expected.values().sum();
