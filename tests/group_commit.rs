@@ -143,7 +143,8 @@ async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_
         request("alice", vec![bet_of(bet, 100), win_of(win, 5)]),
     ];
     let refs: Vec<&Batch> = requests.iter().collect();
-    let group = process_group_probing(&pool, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
     assert!(group.met_stored_action, "the replayed bet's insert must have collided");
     let replay = group.outcomes[1].as_ref().unwrap();
     assert_eq!(replay.transactions[0], (bet, first), "the replay answers its first tx_id");
@@ -166,7 +167,8 @@ async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay
     let requests =
         [request("alice", vec![bet_of(bet, 100)]), request("alice", vec![bet_of(Uuid::new_v4(), 50)])];
     let refs: Vec<&Batch> = requests.iter().collect();
-    let group = process_group_probing(&pool, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
     assert!(!group.met_stored_action, "the refusal was judged again before anything was written");
     assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(bet, first)]);
     assert_eq!(group.outcomes[1].as_ref().map_err(AppError::code).unwrap_err(), 100);
@@ -197,7 +199,8 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
         request("alice", vec![bet_of(unseen, 300)]),
     ];
     let refs: Vec<&Batch> = requests.iter().collect();
-    let group = process_group_probing(&pool, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
     assert!(group.met_stored_action);
     assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(rollback, first_rollback)]);
     let late = group.outcomes[1].as_ref().unwrap();

@@ -22,7 +22,8 @@
 
 use std::hash::BuildHasher;
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use super::process::{process_batch, process_group_probing, Probe};
@@ -81,9 +82,16 @@ impl GroupCommitter {
 /// One shard: take what is queued, commit it as a group, answer, repeat.
 /// Runs on its own task, so a client that goes away never leaves a group
 /// half-answered.
+///
+/// While requests keep coming, the loop keeps its database connection from one
+/// group to the next: taking a connection from the pool costs a health-check
+/// round trip every time, one more wait in every group's cycle. It gives the
+/// connection back when its queue runs empty, and after any failed group, so
+/// that a broken connection is replaced by a checked one.
 async fn run_shard(pool: PgPool, operator: i16, mut queue: mpsc::Receiver<Job>, max_group: usize) {
     let mut jobs = Vec::with_capacity(max_group);
     let mut careful_groups = 0;
+    let mut held: Option<PoolConnection<Postgres>> = None;
     while queue.recv_many(&mut jobs, max_group).await > 0 {
         let probe = if careful_groups > 0 {
             careful_groups -= 1;
@@ -91,18 +99,38 @@ async fn run_shard(pool: PgPool, operator: i16, mut queue: mpsc::Receiver<Job>, 
         } else {
             Probe::Originals
         };
-        if commit(&pool, operator, std::mem::take(&mut jobs), probe).await {
+        if commit(&pool, &mut held, operator, std::mem::take(&mut jobs), probe).await {
             careful_groups = CAREFUL_GROUPS;
+        }
+        if queue.is_empty() {
+            held = None;
         }
     }
 }
 
-/// Commits one group and answers each request; says whether the group met a
-/// stored action it took to be new.
-async fn commit(pool: &PgPool, operator: i16, jobs: Vec<Job>, probe: Probe) -> bool {
+/// Commits one group on the held connection (taken from the pool if there is
+/// none) and answers each request; says whether the group met a stored action
+/// it took to be new.
+async fn commit(
+    pool: &PgPool,
+    held: &mut Option<PoolConnection<Postgres>>,
+    operator: i16,
+    jobs: Vec<Job>,
+    probe: Probe,
+) -> bool {
     crate::ops::metrics::record_group_size(jobs.len());
     let batches: Vec<&Batch> = jobs.iter().map(|job| &job.batch).collect();
-    match process_group_probing(pool, operator, &batches, probe).await {
+    let group = match held {
+        Some(conn) => process_group_probing(conn, operator, &batches, probe).await,
+        None => match pool.acquire().await {
+            Ok(conn) => process_group_probing(held.insert(conn), operator, &batches, probe).await,
+            Err(error) => Err(error.into()),
+        },
+    };
+    if group.is_err() {
+        *held = None;
+    }
+    match group {
         Ok(group) => {
             for (job, outcome) in jobs.into_iter().zip(group.outcomes) {
                 let _ = job.reply.send(outcome);

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::rules::{ActionRecord, Player, Receipt, Wallet};
@@ -100,20 +100,21 @@ pub async fn process_group(
     operator: i16,
     batches: &[&Batch],
 ) -> AppResult<Vec<AppResult<Receipt>>> {
-    Ok(process_group_probing(pool, operator, batches, Probe::Originals).await?.outcomes)
+    let mut conn = pool.acquire().await?;
+    Ok(process_group_probing(&mut conn, operator, batches, Probe::Originals).await?.outcomes)
 }
 
-/// [`process_group`], reading the stored actions that `probe` names first.
+/// [`process_group`] on `conn`, reading the stored actions that `probe` names first.
 pub async fn process_group_probing(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     operator: i16,
     batches: &[&Batch],
     probe: Probe,
 ) -> AppResult<GroupOutcome> {
-    if let Some(outcomes) = apply_group(pool, operator, batches, probe).await? {
+    if let Some(outcomes) = apply_group(conn, operator, batches, probe).await? {
         return Ok(GroupOutcome { outcomes, met_stored_action: false });
     }
-    let outcomes = apply_group(pool, operator, batches, Probe::Every)
+    let outcomes = apply_group(conn, operator, batches, Probe::Every)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("registry conflict with every action read")))?;
     Ok(GroupOutcome { outcomes, met_stored_action: true })
@@ -122,12 +123,12 @@ pub async fn process_group_probing(
 /// One transaction. `None`: under [`Probe::Originals`], an action taken to be
 /// new was stored already; nothing was kept.
 async fn apply_group(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     operator: i16,
     batches: &[&Batch],
     probe: Probe,
 ) -> AppResult<Option<Vec<AppResult<Receipt>>>> {
-    let mut tx = pool.begin_with(BEGIN_GENERIC).await?;
+    let mut tx = conn.begin_with(BEGIN_GENERIC).await?;
     let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
