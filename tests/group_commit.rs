@@ -209,3 +209,25 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
     // deposit, bet, rollback, pre-rollback, late original
     assert_eq!(ledger_rows(&pool).await, 5);
 }
+
+#[sqlx::test]
+async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    // As if the previous holder of the lock had written with a clock ahead of this one.
+    let last_change: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "UPDATE players SET updated_at = clock_timestamp() + interval '1 minute'
+         WHERE user_id = 'alice' RETURNING updated_at",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    process_group(&pool, DEFAULT_OPERATOR, &[&request("alice", vec![bet_of(Uuid::new_v4(), 10)])])
+        .await
+        .unwrap();
+    let dated: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT max(created_at) FROM ledger WHERE kind = 'bet'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(dated, last_change);
+}

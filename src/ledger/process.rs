@@ -2,17 +2,17 @@
 //!
 //! ```text
 //! BEGIN; SET LOCAL plan_cache_mode = force_generic_plan
-//! SELECT … FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
-//! SELECT clock_timestamp(), … FROM actions         -- 2. the originals rollbacks name, after the lock
+//! SELECT …, clock_timestamp() FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
+//! SELECT … FROM actions              -- 2. the originals rollbacks name, after the lock (if any)
 //!   … rules run in memory, request by request …
-//! WITH … INSERT/UPDATE … UPDATE players            -- 3. one statement writes everything
+//! WITH … INSERT/UPDATE … UPDATE players                              -- 3. one statement writes everything
 //! COMMIT
 //! ```
 //!
-//! Five round trips whatever the number of actions, and whatever the number
-//! of requests processed together (see `group.rs`); nothing is queried inside
-//! a loop. A request the rules refuse leaves no trace: its effects are never
-//! added to what gets written.
+//! Four round trips whatever the number of actions, five when a rollback
+//! names an original, and whatever the number of requests processed together
+//! (see `group.rs`); nothing is queried inside a loop. A request the rules
+//! refuse leaves no trace: its effects are never added to what gets written.
 //!
 //! Step 2 does not look up the actions' own ids: they are new but for the rare
 //! replay, and the registry's primary key finds a replay anyway when its row
@@ -132,18 +132,18 @@ async fn apply_group(
     let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
-    let players = lock_players(&mut tx, operator, &user_ids).await?;
+    let Locked { players, now } = lock_players(&mut tx, operator, &user_ids).await?;
     let every_id = || sorted_ids(batches.iter().flat_map(|b| b.referenced_ids()));
     let first_read = match probe {
         Probe::Every => every_id(),
         Probe::Originals => sorted_ids(batches.iter().flat_map(|b| b.rollback_originals())),
     };
-    let (now, mut stored) = load_actions(&mut tx, &first_read).await?;
+    let mut stored = load_actions(&mut tx, &first_read).await?;
     let (mut wallets, mut outcomes) = evaluate(&players, now, &stored, batches);
     if probe == Probe::Originals && outcomes.iter().any(Result::is_err) {
         let rest: Vec<Uuid> =
             every_id().into_iter().filter(|id| first_read.binary_search(id).is_err()).collect();
-        stored.extend(load_actions(&mut tx, &rest).await?.1);
+        stored.extend(load_actions(&mut tx, &rest).await?);
         (wallets, outcomes) = evaluate(&players, now, &stored, batches);
     }
 
@@ -191,16 +191,24 @@ fn is_registry_conflict(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|e| e.constraint()) == Some("actions_pkey")
 }
 
+/// Players locked for the rest of a transaction.
+pub struct Locked {
+    pub players: HashMap<String, Player>,
+    /// The processing time of what is written under these locks: the
+    /// database's clock, and never earlier than the last change of any locked
+    /// player, so that a player's entries never go back in time (the clock is
+    /// read with the rows, possibly before a wait for their lock, while the
+    /// rows are read after it).
+    pub now: DateTime<Utc>,
+}
+
 /// `SELECT … FOR UPDATE` on the players, in id order so that transactions
 /// locking several players can never deadlock each other. Every writer of a
 /// balance takes this lock first, so a player's requests apply one after another.
-pub async fn lock_players(
-    conn: &mut PgConnection,
-    operator: i16,
-    user_ids: &[&str],
-) -> AppResult<HashMap<String, Player>> {
+pub async fn lock_players(conn: &mut PgConnection, operator: i16, user_ids: &[&str]) -> AppResult<Locked> {
     let rows = sqlx::query!(
-        r#"SELECT id, user_id, currency, balance, status, last_seq
+        r#"SELECT id, user_id, currency, balance, status, last_seq, updated_at,
+                  clock_timestamp() AS "clock!"
            FROM players WHERE operator_id = $1 AND user_id = ANY($2)
            ORDER BY id
            FOR UPDATE"#,
@@ -209,7 +217,9 @@ pub async fn lock_players(
     )
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
+    let now = rows.iter().flat_map(|p| [p.clock, p.updated_at]).max().unwrap_or_else(Utc::now);
+    let players = rows
+        .into_iter()
         .map(|p| {
             let player = Player {
                 id: p.id,
@@ -220,7 +230,8 @@ pub async fn lock_players(
             };
             Ok((p.user_id, player))
         })
-        .collect()
+        .collect::<AppResult<_>>()?;
+    Ok(Locked { players, now })
 }
 
 /// [`lock_players`] for one player: how deposits and withdrawals take the
@@ -230,46 +241,38 @@ pub async fn lock_player(
     operator: i16,
     user_id: &UserId,
 ) -> AppResult<Option<Player>> {
-    Ok(lock_players(conn, operator, &[user_id.as_str()]).await?.remove(user_id.as_str()))
+    Ok(lock_players(conn, operator, &[user_id.as_str()]).await?.players.remove(user_id.as_str()))
 }
 
-/// Loads the stored actions among `ids`, and the processing time, read after
-/// the lock so that it never runs behind the player's previous entry.
-pub async fn load_actions(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> AppResult<(DateTime<Utc>, Vec<ActionRecord>)> {
+/// Loads the stored actions among `ids`; no round trip when there are none.
+/// Called after the lock, so that it sees what the lock's previous holder wrote.
+pub async fn load_actions(conn: &mut PgConnection, ids: &[Uuid]) -> AppResult<Vec<ActionRecord>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query!(
-        r#"SELECT clock_timestamp() AS "now!",
-                  a.action_id AS "action_id?", a.player_id AS "player_id?",
-                  a.kind AS "kind?: EntryKind", a.amount, a.original_action_id, a.tx_id,
-                  a.processed_at, a.game, a.game_id, a.reversed_by
-           FROM (SELECT) AS one
-           LEFT JOIN actions a ON a.action_id = ANY($1)"#,
+        r#"SELECT action_id, player_id, kind AS "kind?: EntryKind", amount, original_action_id,
+                  tx_id, processed_at, game, game_id, reversed_by
+           FROM actions WHERE action_id = ANY($1)"#,
         ids,
     )
     .fetch_all(conn)
     .await?;
-    let now =
-        rows.first().map(|r| r.now).ok_or_else(|| AppError::internal(anyhow::anyhow!("no clock row")))?;
-    let stored = rows
+    Ok(rows
         .into_iter()
-        .filter_map(|r| {
-            Some(ActionRecord {
-                action_id: r.action_id?,
-                player_id: r.player_id?,
-                kind: r.kind,
-                amount: r.amount,
-                original_action_id: r.original_action_id,
-                tx_id: r.tx_id,
-                processed_at: r.processed_at,
-                game: r.game,
-                game_id: r.game_id,
-                reversed_by: r.reversed_by,
-            })
+        .map(|r| ActionRecord {
+            action_id: r.action_id,
+            player_id: r.player_id,
+            kind: r.kind,
+            amount: r.amount,
+            original_action_id: r.original_action_id,
+            tx_id: r.tx_id,
+            processed_at: r.processed_at,
+            game: r.game,
+            game_id: r.game_id,
+            reversed_by: r.reversed_by,
         })
-        .collect();
-    Ok((now, stored))
+        .collect())
 }
 
 /// Changed action rows as parallel arrays, for `unnest`.
