@@ -2,11 +2,12 @@
 //!
 //! Requests are routed by player to one of a fixed number of shard loops.
 //! Each loop takes everything queued for it (up to a cap) and applies it with
-//! [`process_group_probing`]: one lock statement for the group's players, one
-//! lookup, the rules per request in arrival order, one write, one commit.
+//! [`process_group_probing`]: one lock statement for the group's players, a
+//! read of the originals its rollbacks name (if any), the rules per request in
+//! arrival order, one write, one commit.
 //! Every request still gets its own all-or-nothing outcome and its own error.
 //!
-//! Why it is fast: the five round trips and the commit's WAL flush of a
+//! Why it is fast: the four round trips and the commit's WAL flush of a
 //! transaction are paid once per group instead of once per request. A hot
 //! player's requests all land in the same shard, so they coalesce instead of
 //! queueing on the row lock one transaction at a time. Under light load a
