@@ -44,7 +44,8 @@ pub struct ServeArgs {
     /// Group-commit shard loops, each committing many requests per transaction.
     /// About the database server's cores: more concurrent transactions than it
     /// can run only contend (measured in docs/BENCHMARKS.md). Defaults to this
-    /// host's cores, at least 2.
+    /// host's cores, at least 2; at most the pool size minus one, since a busy
+    /// loop keeps a connection.
     #[arg(long, env = "GROUP_COMMIT_SHARDS")]
     pub group_commit_shards: Option<usize>,
 
@@ -203,7 +204,11 @@ impl ServeArgs {
             admin_token,
             pool_size: self.db_pool_size.max(1),
             acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
-            group_commit_shards: self.group_commit_shards.unwrap_or_else(default_group_commit_shards).max(1),
+            // A busy loop holds a connection: leave at least one for everything else.
+            group_commit_shards: self
+                .group_commit_shards
+                .unwrap_or_else(default_group_commit_shards)
+                .clamp(1, (self.db_pool_size as usize).saturating_sub(1).max(1)),
             protection: self.protection.into(),
         })
     }
@@ -236,6 +241,22 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("postgres://wallet:***@db/wallet"));
+    }
+
+    #[test]
+    fn group_commit_loops_leave_a_connection_for_the_rest() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let shards = |args: &[&str]| {
+            let cli = <Cli as clap::Parser>::try_parse_from([&["wallet"], args].concat()).unwrap();
+            cli.serve.settings().unwrap().group_commit_shards
+        };
+        assert_eq!(shards(&["--db-pool-size", "4", "--group-commit-shards", "8"]), 3);
+        assert_eq!(shards(&["--db-pool-size", "1", "--group-commit-shards", "8"]), 1);
+        assert_eq!(shards(&["--db-pool-size", "16", "--group-commit-shards", "3"]), 3);
     }
 
     #[test]
