@@ -378,8 +378,11 @@ pub async fn write_effects(
     for wallet in wallets {
         let player = &wallet.player;
         let (new_rows, changed_rows) = wallet.split_actions();
-        let new_actions = new_rows.iter().filter(|r| !r.is_placeholder()).count();
-        let registered = e.registers.iter().filter(|r| **r).count();
+        debug_assert_eq!(
+            wallet.effects.entries.iter().filter(|e| !wallet.stored.contains_key(&e.action_id)).count(),
+            new_rows.iter().filter(|r| !r.is_placeholder()).count(),
+            "every new action's registry row is made of its one ledger row"
+        );
         for row in new_rows.into_iter().filter(|r| r.is_placeholder()) {
             placeholders.action_id.push(row.action_id);
             placeholders.player_id.push(row.player_id);
@@ -411,11 +414,6 @@ pub async fn write_effects(
                     .filter(|_| registers),
             );
         }
-        debug_assert_eq!(
-            e.registers.iter().filter(|r| **r).count() - registered,
-            new_actions,
-            "every new action's registry row is made of its one ledger row"
-        );
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
             m.r_currency.push(player.currency.clone());

@@ -363,7 +363,7 @@ async fn send(
 ) {
     let signature = sign(generator.args.secret.as_bytes(), &planned.body);
     tally.sent.fetch_add(1, Ordering::Relaxed);
-    let response = connections.post(PROCESS_PATH, &signature, planned.body.clone()).await;
+    let response = connections.process(&signature, planned.body.clone()).await;
     let outcome = response.ok().map(|(status, body)| {
         // An accepted answer is only parsed when a replay may need it later.
         let unread = Answer { code: None, transactions: Vec::new() };
@@ -414,7 +414,7 @@ async fn balances(
                 &json!({"user_id": format!("{}{}", args.prefix, player), "currency": args.currency}),
             )?;
             let signature = sign(args.secret.as_bytes(), &body);
-            let (_, answer) = connections.post(PROCESS_PATH, &signature, body.into()).await?;
+            let (_, answer) = connections.process(&signature, body.into()).await?;
             let answer: Value = serde_json::from_slice(&answer).context("balance answer")?;
             let balance = answer["balance"].as_i64().with_context(|| {
                 format!(
@@ -427,8 +427,6 @@ async fn balances(
         .buffer_unordered(32);
     lookups.collect::<Vec<_>>().await.into_iter().collect()
 }
-
-const PROCESS_PATH: &str = "/v1/process";
 
 /// How long one request may take before it counts as a transport error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -454,9 +452,9 @@ impl Connections {
         Ok(Connections { authority, idle: Mutex::default() })
     }
 
-    /// POSTs `body` and reads the whole answer: its status and body.
-    async fn post(&self, path: &str, authorization: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-        let request = Request::post(path)
+    /// POSTs `body` to `/v1/process` and reads the whole answer: its status and body.
+    async fn process(&self, authorization: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+        let request = Request::post("/v1/process")
             .header(HOST, &self.authority)
             .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, "application/json")
