@@ -45,12 +45,52 @@ pub struct ServeArgs {
     /// About the database server's cores: more concurrent transactions than it
     /// can run only contend (measured in docs/BENCHMARKS.md). Defaults to this
     /// host's cores, at least 2; at most the pool size minus one, since a busy
-    /// loop keeps a connection.
+    /// loop keeps a connection (`ledger::group::default_shards`).
     #[arg(long, env = "GROUP_COMMIT_SHARDS")]
     pub group_commit_shards: Option<usize>,
 
     #[command(flatten)]
     pub protection: ProtectionArgs,
+
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Limits on client connections, so that idle or slow clients cannot hold
+/// the service's sockets and memory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Seconds a connection may take to send a request's headers, and may
+    /// stay idle between requests; then it is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub idle_timeout_secs: u64,
+
+    /// Client connections open at once; further ones wait in the listen
+    /// backlog until one closes. Keep it below the process's open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+/// How the HTTP server treats connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits { idle_timeout: Duration::from_secs(30), max_connections: 4096 }
+    }
+}
+
+impl From<ConnectionArgs> for ConnectionLimits {
+    fn from(args: ConnectionArgs) -> ConnectionLimits {
+        ConnectionLimits {
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
+        }
+    }
 }
 
 /// Overload protection: rate limits, the in-flight cap and the request timeout.
@@ -139,8 +179,10 @@ pub struct Settings {
     pub admin_token: String,
     pub pool_size: u32,
     pub acquire_timeout: Duration,
-    pub group_commit_shards: usize,
+    /// `None`: [`crate::ledger::group::default_shards`].
+    pub group_commit_shards: Option<usize>,
     pub protection: Protection,
+    pub connections: ConnectionLimits,
 }
 
 /// Secrets stay out of `Debug`, so settings can be logged safely.
@@ -153,7 +195,9 @@ impl fmt::Debug for Settings {
             .field("admin_token", &"[redacted]")
             .field("pool_size", &self.pool_size)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("group_commit_shards", &self.group_commit_shards)
             .field("protection", &self.protection)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -207,17 +251,11 @@ impl ServeArgs {
             // A busy loop holds a connection: leave at least one for everything else.
             group_commit_shards: self
                 .group_commit_shards
-                .unwrap_or_else(default_group_commit_shards)
-                .clamp(1, (self.db_pool_size as usize).saturating_sub(1).max(1)),
+                .map(|shards| shards.clamp(1, (self.db_pool_size as usize).saturating_sub(1).max(1))),
             protection: self.protection.into(),
+            connections: self.connections.into(),
         })
     }
-}
-
-/// One group-commit loop per core, and at least two, so that one loop's
-/// commit can wait for its WAL flush while the other works.
-fn default_group_commit_shards() -> usize {
-    std::thread::available_parallelism().map_or(2, |cores| cores.get()).max(2)
 }
 
 #[cfg(test)]
@@ -233,8 +271,9 @@ mod tests {
             admin_token: "admin-token".into(),
             pool_size: 1,
             acquire_timeout: Duration::from_secs(1),
-            group_commit_shards: 4,
+            group_commit_shards: Some(4),
             protection: Protection::unlimited(),
+            connections: ConnectionLimits::default(),
         };
         let shown = format!("{settings:?}");
         for secret in ["hunter2", "provider-secret", "admin-token"] {
@@ -254,9 +293,10 @@ mod tests {
             let cli = <Cli as clap::Parser>::try_parse_from([&["wallet"], args].concat()).unwrap();
             cli.serve.settings().unwrap().group_commit_shards
         };
-        assert_eq!(shards(&["--db-pool-size", "4", "--group-commit-shards", "8"]), 3);
-        assert_eq!(shards(&["--db-pool-size", "1", "--group-commit-shards", "8"]), 1);
-        assert_eq!(shards(&["--db-pool-size", "16", "--group-commit-shards", "3"]), 3);
+        assert_eq!(shards(&["--db-pool-size", "4", "--group-commit-shards", "8"]), Some(3));
+        assert_eq!(shards(&["--db-pool-size", "1", "--group-commit-shards", "8"]), Some(1));
+        assert_eq!(shards(&["--db-pool-size", "16", "--group-commit-shards", "3"]), Some(3));
+        assert_eq!(shards(&["--db-pool-size", "16"]), None, "one default, applied where the state is built");
     }
 
     #[test]

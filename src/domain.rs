@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Serialize, Serializer};
 
 /// The largest amount any single request may carry, in minor units.
@@ -72,6 +73,7 @@ impl TryFrom<String> for UserId {
     type Error = Invalid;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
+        storable(&value)?;
         match value.chars().count() {
             1..=255 => Ok(UserId(value)),
             _ => Err(Invalid("must be 1 to 255 characters")),
@@ -117,11 +119,72 @@ impl fmt::Display for Currency {
 
 /// Free text from a provider (`game`, `game_id`): at most 255 characters.
 pub fn short_text(value: String) -> Result<String, Invalid> {
+    storable(&value)?;
     if value.chars().count() <= 255 {
         Ok(value)
     } else {
         Err(Invalid("must be at most 255 characters"))
     }
+}
+
+/// Refuses text PostgreSQL cannot store: its `text` type has no NUL
+/// character, and a NUL reaching a query fails it. Every string that comes
+/// from outside and may reach the database passes through here first.
+pub fn storable(value: &str) -> Result<(), Invalid> {
+    if value.contains('\0') {
+        Err(Invalid("must not contain the NUL character (\\u0000)"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A back-office `Idempotency-Key`: 1 to 255 characters of UTF-8 text
+/// without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key of a header's raw bytes; `None` (the header is missing) is
+    /// told apart from a header that is present but unusable.
+    pub fn from_header(value: Option<&[u8]>) -> Result<IdempotencyKey, Invalid> {
+        let bytes = value.ok_or(Invalid("header is required, 1 to 255 characters"))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| Invalid("must be UTF-8 text"))?;
+        if text.chars().any(char::is_control) {
+            return Err(Invalid("must not contain control characters"));
+        }
+        match text.chars().count() {
+            1..=255 => Ok(IdempotencyKey(text.to_string())),
+            _ => Err(Invalid("must be 1 to 255 characters")),
+        }
+    }
+}
+
+/// Times the service accepts from outside and hands to the database: years
+/// 0000 to 9999, what RFC 3339 can write. PostgreSQL stores far more
+/// (4713 BC to 294276 AD); a bound this side of it keeps every query valid.
+pub fn storable_time(at: DateTime<Utc>) -> bool {
+    const MIN_SECONDS: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+    const MAX_SECONDS: i64 = 253_402_300_800; // 10000-01-01T00:00:00Z
+    (MIN_SECONDS..MAX_SECONDS).contains(&at.timestamp())
+}
+
+/// `at` rounded down to a whole `unit` since the Unix epoch (hours and days
+/// are whole in UTC). Unlike `DurationRound`, which counts in nanoseconds
+/// and fails outside 1677 to 2262, this works for every time chrono holds.
+pub fn floor_time(at: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
+    let unit_micros = unit.num_microseconds().filter(|&u| u > 0).unwrap_or(1);
+    let micros_into_unit = (i128::from(at.timestamp()) * 1_000_000
+        + i128::from(at.timestamp_subsec_micros()))
+    .rem_euclid(i128::from(unit_micros));
+    let rest = TimeDelta::microseconds(micros_into_unit as i64)
+        + TimeDelta::nanoseconds(i64::from(at.timestamp_subsec_nanos() % 1000));
+    // The earliest time chrono holds is itself a whole day, so this never
+    // goes below it.
+    at.checked_sub_signed(rest).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Whether a player may place bets. Wins and rollbacks are accepted in every state.
@@ -206,6 +269,47 @@ mod tests {
         assert!(Currency::try_from("usd".to_string()).is_err());
         assert!(Currency::try_from("US".to_string()).is_err());
         assert!(Currency::try_from("ABCDEFGHIJK".to_string()).is_err());
+    }
+
+    #[test]
+    fn text_with_a_nul_is_refused_before_it_reaches_the_database() {
+        assert!(UserId::try_from("a\0b".to_string()).is_err());
+        assert!(short_text("round\0".to_string()).is_err());
+        assert!(short_text("round".to_string()).is_ok());
+    }
+
+    #[test]
+    fn idempotency_keys_tell_missing_from_malformed() {
+        let missing = IdempotencyKey::from_header(None).unwrap_err();
+        assert!(missing.0.contains("required"));
+        let not_utf8 = IdempotencyKey::from_header(Some(b"caf\xe9")).unwrap_err();
+        assert!(not_utf8.0.contains("UTF-8"), "{not_utf8}");
+        assert_eq!(IdempotencyKey::from_header(Some("café-1".as_bytes())).unwrap().as_str(), "café-1");
+        assert!(IdempotencyKey::from_header(Some(b"a\tb")).is_err());
+        assert!(IdempotencyKey::from_header(Some(b"")).is_err());
+        assert!(IdempotencyKey::from_header(Some("k".repeat(256).as_bytes())).is_err());
+    }
+
+    #[test]
+    fn times_are_floored_in_every_year_chrono_holds() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let hour = TimeDelta::hours(1);
+        assert_eq!(floor_time(at("2026-11-27T10:15:00.5Z"), hour), at("2026-11-27T10:00:00Z"));
+        assert_eq!(floor_time(at("2262-04-12T00:30:00Z"), hour), at("2262-04-12T00:00:00Z"));
+        assert_eq!(floor_time(at("0000-01-01T05:59:59.999999999Z"), hour), at("0000-01-01T05:00:00Z"));
+        assert_eq!(floor_time(at("1969-12-31T23:30:00Z"), TimeDelta::days(1)), at("1969-12-31T00:00:00Z"));
+        assert_eq!(floor_time(DateTime::<Utc>::MIN_UTC, hour), DateTime::<Utc>::MIN_UTC);
+        let max = DateTime::<Utc>::MAX_UTC;
+        assert!(floor_time(max, hour) <= max);
+    }
+
+    #[test]
+    fn storable_times_are_the_years_rfc_3339_can_write() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        assert!(storable_time(at("0000-01-01T00:00:00Z")));
+        assert!(storable_time(at("9999-12-31T23:59:59.999999Z")));
+        assert!(!storable_time(DateTime::<Utc>::MAX_UTC));
+        assert!(!storable_time(DateTime::<Utc>::MIN_UTC));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::ledger::rules::Refusal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -26,19 +28,18 @@ pub enum AppError {
     Conflict(String),
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
-    #[error("Player has not enough funds to process an action")]
-    InsufficientFunds,
-    #[error("a rollback cannot reverse another rollback")]
-    RollbackOfRollback,
-    #[error("player is blocked or self-excluded")]
-    PlayerBlocked,
-    #[error("currency does not match the player's currency")]
-    CurrencyMismatch,
+    /// The money rules refused an operation; nothing of it was kept.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("too many requests")]
     RateLimited,
     /// Too many requests in flight on this instance; shed before any work.
     #[error("server is overloaded, safe to retry with the same ids")]
     Overloaded,
+    /// Two transactions met in a deadlock or a serialization failure more
+    /// times than the service retries; nothing was kept.
+    #[error("conflicting concurrent requests, safe to retry with the same ids")]
+    Contention(#[source] sqlx::Error),
     /// The request ran past the configured timeout and was abandoned; its
     /// transaction either rolled back or committed, and a retry with the same
     /// ids answers the same either way.
@@ -60,14 +61,19 @@ impl AppError {
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::InsufficientFunds
-            | AppError::RollbackOfRollback
-            | AppError::PlayerBlocked
-            | AppError::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Refused(refusal) => match refusal {
+                Refusal::InsufficientFunds
+                | Refusal::RollbackOfRollback
+                | Refusal::PlayerBlocked
+                | Refusal::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+                Refusal::ActionReused(_) | Refusal::ForeignAction(_) => StatusCode::CONFLICT,
+                Refusal::BalanceOverflow => StatusCode::BAD_REQUEST,
+            },
             AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) | AppError::Overloaded | AppError::TimedOut => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Unavailable(_)
+            | AppError::Contention(_)
+            | AppError::Overloaded
+            | AppError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,11 +82,11 @@ impl AppError {
     /// defines one, the HTTP status otherwise.
     pub fn code(&self) -> u16 {
         match self {
-            AppError::InsufficientFunds => 100,
+            AppError::Refused(Refusal::InsufficientFunds) => 100,
             AppError::PlayerNotFound => 101,
-            AppError::RollbackOfRollback => 102,
-            AppError::PlayerBlocked => 110,
-            AppError::CurrencyMismatch => 154,
+            AppError::Refused(Refusal::RollbackOfRollback) => 102,
+            AppError::Refused(Refusal::PlayerBlocked) => 110,
+            AppError::Refused(Refusal::CurrencyMismatch) => 154,
             other => other.status().as_u16(),
         }
     }
@@ -92,6 +98,19 @@ impl AppError {
     pub fn internal(cause: impl Into<anyhow::Error>) -> AppError {
         AppError::Internal(cause.into())
     }
+}
+
+/// SQLSTATE of a deadlock the server broke by aborting this transaction.
+pub const DEADLOCK_DETECTED: &str = "40P01";
+/// SQLSTATE of a transaction that could not be serialised with another.
+pub const SERIALIZATION_FAILURE: &str = "40001";
+/// SQLSTATE of text the database encoding cannot hold (a NUL byte).
+const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+
+/// Whether `error` is a deadlock or serialization failure: the transaction
+/// was rolled back and running it again may well succeed.
+pub fn is_retryable(error: &AppError) -> bool {
+    matches!(error, AppError::Contention(_))
 }
 
 /// Database errors become domain errors by constraint name; connection
@@ -106,7 +125,19 @@ impl From<sqlx::Error> for AppError {
             | sqlx::Error::WorkerCrashed => return AppError::Unavailable(err),
             sqlx::Error::Database(db) => {
                 if db.constraint() == Some("players_balance_check") {
-                    return AppError::InsufficientFunds;
+                    return AppError::Refused(Refusal::InsufficientFunds);
+                }
+                // A deadlock or serialization failure that outlived the
+                // retries: nothing was kept, and a retry is safe.
+                if db.code().is_some_and(|c| c == DEADLOCK_DETECTED || c == SERIALIZATION_FAILURE) {
+                    return AppError::Contention(err);
+                }
+                // Text PostgreSQL cannot store (a NUL): the edge refuses it
+                // first; this keeps any path that misses it a 400, not a 500.
+                if db.code().is_some_and(|c| c == CHARACTER_NOT_IN_REPERTOIRE) {
+                    return AppError::BadRequest(
+                        "a text field holds a character that cannot be stored".into(),
+                    );
                 }
                 // Another player's request claimed the same action_id between our
                 // lookup and our insert (same-player requests are serialised by the
@@ -140,6 +171,9 @@ impl IntoResponse for AppError {
                 tracing::error!(error = format!("{cause:#}"), "internal error")
             }
             AppError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            AppError::Contention(cause) => {
+                tracing::warn!(error = %cause, "transaction kept conflicting with others; answered 503")
+            }
             _ => {}
         }
         let body = Json(ErrorBody { code: self.code(), message: &message });

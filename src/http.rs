@@ -1,9 +1,11 @@
-//! HTTP plumbing shared by every route: the JSON body extractor, back-office
+//! HTTP plumbing shared by every route: extractors whose rejections are
+//! contract errors (JSON body, path and query parameters), back-office
 //! authentication, and JSON answers for unknown routes and methods.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +30,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             }
         })?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Path parameters whose rejection is a contract error naming the path, not
+/// axum's plain-text answer (`/v1/players/%FF` is not UTF-8, for one).
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(AppError::bad_request("path", rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose rejection is a contract error naming the query.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(AppError::bad_request("query", rejection.body_text())),
+        }
     }
 }
 

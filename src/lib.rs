@@ -17,6 +17,7 @@ pub mod ops;
 pub mod players;
 pub mod provider;
 pub mod reports;
+pub mod server;
 pub mod tools;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::{middleware, Router};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -49,15 +51,40 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with group commit sized for `pool`'s connections. Starts the
-    /// shard loops, so it must be called inside the Tokio runtime.
+    /// State with the default number of group-commit loops for `pool` and
+    /// no overload protection: what tests and embedded uses start from.
+    /// Starts the loops, so it must be called inside the Tokio runtime.
     pub fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
-        let shards = ledger::group::default_shards(pool.options().get_max_connections());
+        AppState::build(pool, hmac_secrets, admin_token, None, &Protection::unlimited())
+    }
+
+    /// The state `wallet serve` runs with.
+    pub fn from_settings(pool: PgPool, settings: &Settings) -> AppState {
+        AppState::build(
+            pool,
+            &settings.hmac_secrets,
+            &settings.admin_token,
+            settings.group_commit_shards,
+            &settings.protection,
+        )
+    }
+
+    /// The one place the state is put together and the group-commit loops
+    /// started: `shards` of them, or [`ledger::group::default_shards`].
+    fn build(
+        pool: PgPool,
+        hmac_secrets: &[String],
+        admin_token: &str,
+        shards: Option<usize>,
+        protection: &Protection,
+    ) -> AppState {
+        let shards =
+            shards.unwrap_or_else(|| ledger::group::default_shards(pool.options().get_max_connections()));
         let committer = Arc::new(ledger::group::GroupCommitter::start(
             pool.clone(),
             domain::DEFAULT_OPERATOR,
             shards,
-            64,
+            ledger::group::MAX_GROUP,
         ));
         AppState {
             committer,
@@ -65,15 +92,8 @@ impl AppState {
             signing: Arc::new(SigningKeys::new(hmac_secrets)),
             admin_token: admin_token.into(),
             operator: domain::DEFAULT_OPERATOR,
-            limits: Arc::new(Limits::new(&Protection::unlimited())),
+            limits: Arc::new(Limits::new(protection)),
         }
-    }
-
-    /// The same state committing through `shards` group-commit loops.
-    pub fn with_group_commit(self, shards: usize) -> AppState {
-        let committer =
-            Arc::new(ledger::group::GroupCommitter::start(self.pool.clone(), self.operator, shards, 64));
-        AppState { committer, ..self }
     }
 
     /// The same state under the given overload protection (none by default).
@@ -101,8 +121,21 @@ pub fn app(state: AppState) -> Router {
         .fallback(http::route_not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A panic is a bug, fixed where it happens; this only keeps it from
+        // dropping the connection without an answer.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(answer_panic))
         .layer(middleware::from_fn(ops::observe::observe))
         .with_state(state)
+}
+
+/// A handler panicked: 500 in the contract's shape; the cause goes to the log.
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let cause = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    error::AppError::internal(anyhow::anyhow!("a handler panicked: {cause}")).into_response()
 }
 
 /// Creates the database if it does not exist and applies the migrations.
@@ -147,12 +180,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
-    let state = AppState::new(pool.clone(), &settings.hmac_secrets, &settings.admin_token)
-        .with_protection(&settings.protection);
-    let state = state.with_group_commit(settings.group_commit_shards);
+    let state = AppState::from_settings(pool.clone(), &settings);
     ops::limits::spawn_maintenance(state.limits.clone());
     tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    server::serve(listener, app(state), settings.connections, shutdown_signal()).await?;
     // Every request answered 200 committed before it was answered; the ones
     // still running when the signal came have now finished too.
     tracing::info!("stopped accepting; requests in flight finished; closing the pool");

@@ -21,8 +21,11 @@
 //! request at fault gets the error. A retry after an ambiguous commit is safe:
 //! action ids make every request idempotent.
 
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
 
+use futures_util::FutureExt;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
@@ -30,19 +33,29 @@ use tokio::sync::{mpsc, oneshot};
 use super::process::{process_batch, process_group_probing, Probe};
 use super::rules::Receipt;
 use super::Batch;
+use crate::domain::MAX_AMOUNT;
 use crate::error::{AppError, AppResult};
+use crate::provider::wire::MAX_ACTIONS;
 
 /// Requests waiting per shard before senders are made to wait.
 const QUEUE_DEPTH: usize = 1024;
+
+/// At most this many requests share one transaction.
+pub const MAX_GROUP: usize = 64;
+
+// The rules sum a group's rollup deltas in i64: one (hour, game) of one
+// player gets at most MAX_GROUP × MAX_ACTIONS amounts of at most MAX_AMOUNT.
+const _: () = assert!((MAX_GROUP * MAX_ACTIONS) as i128 * MAX_AMOUNT as i128 <= i64::MAX as i128);
 
 /// After a group met a stored action it took to be new (a replay, usually),
 /// this many groups of the shard read every action id first: while a provider
 /// is replaying, taking ids to be new would make most groups run twice.
 const CAREFUL_GROUPS: u32 = 32;
 
-struct Job {
-    batch: Batch,
-    reply: oneshot::Sender<AppResult<Receipt>>,
+/// A request waiting in a shard's queue, and where its outcome goes.
+pub struct Job {
+    pub batch: Batch,
+    pub reply: oneshot::Sender<AppResult<Receipt>>,
 }
 
 /// The entry point of provider requests that carry actions.
@@ -54,12 +67,14 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// Starts `shards` loops (at most one database connection each), each
-    /// committing at most `max_group` requests per transaction.
+    /// committing at most `max_group` (at most [`MAX_GROUP`]) requests per
+    /// transaction.
     pub fn start(pool: PgPool, operator: i16, shards: usize, max_group: usize) -> GroupCommitter {
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(run_shard(pool.clone(), operator, receiver, max_group.max(1)));
+                let shard = Shard { pool: pool.clone(), operator, held: None, careful_groups: 0 };
+                tokio::spawn(run_shard(receiver, max_group.clamp(1, MAX_GROUP), shard));
                 sender
             })
             .collect();
@@ -80,80 +95,203 @@ impl GroupCommitter {
     }
 }
 
+/// What a shard loop does with each group it takes from its queue.
+pub trait GroupHandler: Send + 'static {
+    /// Commits `jobs` as one group and answers each of them.
+    fn handle(&mut self, jobs: Vec<Job>) -> impl Future<Output = ()> + Send;
+    /// The queue ran empty: a good moment to give resources back.
+    fn idle(&mut self);
+    /// The last group panicked: forget anything it may have left half done.
+    fn reset(&mut self);
+}
+
 /// One shard: take what is queued, commit it as a group, answer, repeat.
 /// Runs on its own task, so a client that goes away never leaves a group
 /// half-answered.
+///
+/// A group that fails for any reason, a panic included, must not end the
+/// loop: every player of the shard would get 500s until a restart. A panic is
+/// caught here; the group's requests, whose reply senders it dropped, answer
+/// 500, and the loop goes on with the next group.
+pub async fn run_shard<H: GroupHandler>(mut queue: mpsc::Receiver<Job>, max_group: usize, mut handler: H) {
+    let mut jobs = Vec::with_capacity(max_group);
+    while queue.recv_many(&mut jobs, max_group).await > 0 {
+        let group = std::mem::take(&mut jobs);
+        let size = group.len();
+        if let Err(panic) = AssertUnwindSafe(handler.handle(group)).catch_unwind().await {
+            let cause = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(
+                size,
+                cause,
+                "a group commit panicked; its requests answered 500, the loop goes on"
+            );
+            handler.reset();
+        }
+        if queue.is_empty() {
+            handler.idle();
+        }
+    }
+}
+
+/// The database side of a shard loop.
 ///
 /// While requests keep coming, the loop keeps its database connection from one
 /// group to the next: taking a connection from the pool costs a health-check
 /// round trip every time, one more wait in every group's cycle. It gives the
 /// connection back when its queue runs empty, and after any failed group, so
 /// that a broken connection is replaced by a checked one.
-async fn run_shard(pool: PgPool, operator: i16, mut queue: mpsc::Receiver<Job>, max_group: usize) {
-    let mut jobs = Vec::with_capacity(max_group);
-    let mut careful_groups = 0;
-    let mut held: Option<PoolConnection<Postgres>> = None;
-    while queue.recv_many(&mut jobs, max_group).await > 0 {
-        let probe = if careful_groups > 0 {
-            careful_groups -= 1;
+struct Shard {
+    pool: PgPool,
+    operator: i16,
+    held: Option<PoolConnection<Postgres>>,
+    careful_groups: u32,
+}
+
+impl GroupHandler for Shard {
+    async fn handle(&mut self, jobs: Vec<Job>) {
+        let probe = if self.careful_groups > 0 {
+            self.careful_groups -= 1;
             Probe::Every
         } else {
             Probe::Originals
         };
-        if commit(&pool, &mut held, operator, std::mem::take(&mut jobs), probe).await {
-            careful_groups = CAREFUL_GROUPS;
+        if self.commit(jobs, probe).await {
+            self.careful_groups = CAREFUL_GROUPS;
         }
-        if queue.is_empty() {
-            held = None;
+    }
+
+    fn idle(&mut self) {
+        self.held = None;
+    }
+
+    fn reset(&mut self) {
+        // The connection may be in the middle of anything: close it rather
+        // than give it back to the pool.
+        if let Some(mut conn) = self.held.take() {
+            conn.close_on_drop();
         }
     }
 }
 
-/// Commits one group on the held connection (taken from the pool if there is
-/// none) and answers each request; says whether the group met a stored action
-/// it took to be new.
-async fn commit(
-    pool: &PgPool,
-    held: &mut Option<PoolConnection<Postgres>>,
-    operator: i16,
-    jobs: Vec<Job>,
-    probe: Probe,
-) -> bool {
-    crate::ops::metrics::record_group_size(jobs.len());
-    let batches: Vec<&Batch> = jobs.iter().map(|job| &job.batch).collect();
-    let group = match held {
-        Some(conn) => process_group_probing(conn, operator, &batches, probe).await,
-        None => match pool.acquire().await {
-            Ok(conn) => process_group_probing(held.insert(conn), operator, &batches, probe).await,
-            Err(error) => Err(error.into()),
-        },
-    };
-    if group.is_err() {
-        *held = None;
-    }
-    match group {
-        Ok(group) => {
-            for (job, outcome) in jobs.into_iter().zip(group.outcomes) {
-                let _ = job.reply.send(outcome);
+impl Shard {
+    /// Commits one group on the held connection (taken from the pool if there
+    /// is none) and answers each request; says whether the group met a stored
+    /// action it took to be new.
+    async fn commit(&mut self, jobs: Vec<Job>, probe: Probe) -> bool {
+        crate::ops::metrics::record_group_size(jobs.len());
+        let batches: Vec<&Batch> = jobs.iter().map(|job| &job.batch).collect();
+        let group = match &mut self.held {
+            Some(conn) => process_group_probing(conn, self.operator, &batches, probe).await,
+            None => match self.pool.acquire().await {
+                Ok(conn) => {
+                    process_group_probing(self.held.insert(conn), self.operator, &batches, probe).await
+                }
+                Err(error) => Err(error.into()),
+            },
+        };
+        if group.is_err() {
+            self.held = None;
+        }
+        match group {
+            Ok(group) => {
+                for (job, outcome) in jobs.into_iter().zip(group.outcomes) {
+                    let _ = job.reply.send(outcome);
+                }
+                return group.met_stored_action;
             }
-            return group.met_stored_action;
-        }
-        Err(error) if jobs.len() == 1 => {
-            let _ = jobs.into_iter().next().expect("one job").reply.send(Err(error));
-        }
-        Err(error) => {
-            tracing::debug!(error = %error, size = jobs.len(), "group write failed; retrying one request at a time");
-            for job in jobs {
-                let outcome = process_batch(pool, operator, &job.batch).await;
-                let _ = job.reply.send(outcome);
+            Err(error) if jobs.len() == 1 => {
+                if let Some(job) = jobs.into_iter().next() {
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, size = jobs.len(), "group write failed; retrying one request at a time");
+                for job in jobs {
+                    let outcome = process_batch(&self.pool, self.operator, &job.batch).await;
+                    let _ = job.reply.send(outcome);
+                }
             }
         }
+        false
     }
-    false
 }
 
-/// Shard loops for `pool_size` connections: leave a little room for the
-/// back office and health checks.
+/// Shard loops for `pool_size` connections when none are configured: one
+/// per core of this host, and at least two, so that one loop's commit can
+/// wait for its WAL flush while the other works; never more than the pool
+/// size minus one, since a busy loop keeps a connection and the back office
+/// and health checks need one too.
 pub fn default_shards(pool_size: u32) -> usize {
-    (pool_size as usize).saturating_sub(2).max(1)
+    let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get()).max(2);
+    cores.min((pool_size as usize).saturating_sub(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Currency, UserId};
+
+    /// Answers every request with its own balance, and panics on a request
+    /// for the player `panic`.
+    struct Echo {
+        resets: usize,
+    }
+
+    impl GroupHandler for Echo {
+        async fn handle(&mut self, jobs: Vec<Job>) {
+            for job in jobs {
+                if job.batch.user_id.as_str() == "panic" {
+                    panic!("a fault in the middle of a group");
+                }
+                let _ = job.reply.send(Ok(Receipt { transactions: Vec::new(), balance: 7 }));
+            }
+        }
+        fn idle(&mut self) {}
+        fn reset(&mut self) {
+            self.resets += 1;
+        }
+    }
+
+    fn job(user_id: &str) -> (Job, oneshot::Receiver<AppResult<Receipt>>) {
+        let (reply, outcome) = oneshot::channel();
+        let batch = Batch {
+            user_id: UserId::try_from(user_id.to_string()).unwrap(),
+            currency: Currency::try_from("USD".to_string()).unwrap(),
+            game: None,
+            game_id: None,
+            actions: Vec::new(),
+        };
+        (Job { batch, reply }, outcome)
+    }
+
+    #[tokio::test]
+    async fn a_group_that_panics_answers_its_requests_and_the_loop_goes_on() {
+        let (sender, receiver) = mpsc::channel(8);
+        let shard = tokio::spawn(run_shard(receiver, 1, Echo { resets: 0 }));
+
+        let (doomed, doomed_outcome) = job("panic");
+        sender.send(doomed).await.unwrap();
+        assert!(
+            doomed_outcome.await.is_err(),
+            "the panicking group's request is answered (as 500 by submit)"
+        );
+
+        let (next, next_outcome) = job("after");
+        sender.send(next).await.unwrap();
+        assert_eq!(next_outcome.await.unwrap().unwrap().balance, 7, "the loop still answers");
+
+        drop(sender);
+        shard.await.expect("the loop ended normally, not by a panic");
+    }
+
+    #[test]
+    fn default_loops_leave_a_connection_for_the_rest() {
+        assert_eq!(default_shards(1), 1);
+        assert_eq!(default_shards(2), 1);
+        assert!(default_shards(16) >= 2);
+    }
 }

@@ -26,10 +26,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::rules::{ActionRecord, Player, Receipt, Wallet};
-use super::Batch;
-use crate::domain::{Currency, EntryKind, UserId};
-use crate::error::{AppError, AppResult};
+use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
+use super::{Action, Batch};
+use crate::domain::{Amount, Currency, EntryKind, UserId};
+use crate::error::{is_retryable, AppError, AppResult};
 
 /// A balance lookup: the request carried no actions.
 pub async fn balance_of(
@@ -47,7 +47,7 @@ pub async fn balance_of(
     .await?
     .ok_or(AppError::PlayerNotFound)?;
     if player.currency != currency.as_str() {
-        return Err(AppError::CurrencyMismatch);
+        return Err(Refusal::CurrencyMismatch.into());
     }
     Ok(player.balance)
 }
@@ -87,8 +87,12 @@ pub struct GroupOutcome {
 /// Applies one request's actions atomically under the player's row lock.
 pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
     let mut outcomes = process_group(pool, operator, &[batch]).await?;
-    outcomes.pop().expect("one outcome per request")
+    outcomes.pop().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("a group answered no outcome"))))
 }
+
+/// How many times a group that met a deadlock or serialization failure is
+/// run again before its requests are answered 503 (safe to retry).
+const CONTENTION_RETRIES: u32 = 3;
 
 /// Applies several requests in one transaction. Each request keeps its own
 /// all-or-nothing outcome, in order: a refused request adds nothing, and
@@ -105,7 +109,28 @@ pub async fn process_group(
 }
 
 /// [`process_group`] on `conn`, reading the stored actions that `probe` names first.
+///
+/// A deadlock or serialization failure rolled the whole transaction back, so
+/// the group is simply run again, a few times, before giving up with 503.
 pub async fn process_group_probing(
+    conn: &mut PgConnection,
+    operator: i16,
+    batches: &[&Batch],
+    probe: Probe,
+) -> AppResult<GroupOutcome> {
+    let mut attempt = 1;
+    loop {
+        match probe_and_apply(conn, operator, batches, probe).await {
+            Err(error) if is_retryable(&error) && attempt <= CONTENTION_RETRIES => {
+                tracing::debug!(attempt, error = %error, "group met a deadlock or serialization failure; running it again");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn probe_and_apply(
     conn: &mut PgConnection,
     operator: i16,
     batches: &[&Batch],
@@ -149,7 +174,7 @@ async fn apply_group(
 
     let changed: Vec<&Wallet> = wallets.values().filter(|w| !w.effects.is_empty()).collect();
     if !changed.is_empty() {
-        match write_effects(&mut tx, now, &changed).await {
+        match write_effects(&mut tx, now, operator, &changed).await {
             Err(error) if probe == Probe::Originals && is_registry_conflict(&error) => return Ok(None),
             written => written?,
         }
@@ -169,7 +194,7 @@ fn sorted_ids(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
 fn evaluate(
     players: &HashMap<String, Player>,
     now: DateTime<Utc>,
-    stored: &[ActionRecord],
+    stored: &[StoredAction],
     batches: &[&Batch],
 ) -> (HashMap<String, Wallet>, Vec<AppResult<Receipt>>) {
     let mut wallets: HashMap<String, Wallet> = players
@@ -179,7 +204,7 @@ fn evaluate(
     let outcomes = batches
         .iter()
         .map(|batch| match wallets.get_mut(batch.user_id.as_str()) {
-            Some(wallet) => wallet.apply(batch),
+            Some(wallet) => wallet.apply(batch).map_err(AppError::from),
             None => Err(AppError::PlayerNotFound),
         })
         .collect();
@@ -246,7 +271,7 @@ pub async fn lock_player(
 
 /// Loads the stored actions among `ids`; no round trip when there are none.
 /// Called after the lock, so that it sees what the lock's previous holder wrote.
-pub async fn load_actions(conn: &mut PgConnection, ids: &[Uuid]) -> AppResult<Vec<ActionRecord>> {
+pub async fn load_actions(conn: &mut PgConnection, ids: &[Uuid]) -> AppResult<Vec<StoredAction>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -258,21 +283,94 @@ pub async fn load_actions(conn: &mut PgConnection, ids: &[Uuid]) -> AppResult<Ve
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ActionRecord {
-            action_id: r.action_id,
-            player_id: r.player_id,
-            kind: r.kind,
-            amount: r.amount,
-            original_action_id: r.original_action_id,
-            tx_id: r.tx_id,
-            processed_at: r.processed_at,
-            game: r.game,
-            game_id: r.game_id,
-            reversed_by: r.reversed_by,
+    rows.into_iter()
+        .map(|r| {
+            let row = ActionRow {
+                kind: r.kind,
+                amount: r.amount,
+                original_action_id: r.original_action_id,
+                tx_id: r.tx_id,
+                processed_at: r.processed_at,
+                game: r.game,
+                game_id: r.game_id,
+                reversed_by: r.reversed_by,
+            };
+            row.into_stored(r.action_id, r.player_id).ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("action {} has a row of no known shape", r.action_id))
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// The columns of an `actions` row after its id and player: a placeholder
+/// leaves all but `reversed_by` NULL.
+struct ActionRow {
+    kind: Option<EntryKind>,
+    amount: Option<i64>,
+    original_action_id: Option<Uuid>,
+    tx_id: Option<Uuid>,
+    processed_at: Option<DateTime<Utc>>,
+    game: Option<String>,
+    game_id: Option<String>,
+    reversed_by: Option<Uuid>,
+}
+
+impl ActionRow {
+    /// The stored action of this row. The table's CHECK constraints allow
+    /// only these shapes; `None` for anything else.
+    fn into_stored(self, id: Uuid, player_id: i64) -> Option<StoredAction> {
+        let Some(tx_id) = self.tx_id else {
+            return Some(StoredAction::Placeholder {
+                action_id: id,
+                player_id,
+                reversed_by: self.reversed_by?,
+            });
+        };
+        let amount = || self.amount.and_then(|a| Amount::try_from(a).ok());
+        let action = match self.kind? {
+            EntryKind::Bet => Action::Bet { id, amount: amount()? },
+            EntryKind::Win => Action::Win { id, amount: amount()? },
+            EntryKind::Rollback => Action::Rollback { id, original: self.original_action_id? },
+            EntryKind::Deposit | EntryKind::Withdrawal => return None,
+        };
+        Some(StoredAction::Processed(Processed {
+            action,
+            player_id,
+            tx_id,
+            processed_at: self.processed_at?,
+            game: self.game,
+            game_id: self.game_id,
+            reversed_by: self.reversed_by,
+        }))
+    }
+
+    fn of(stored: &StoredAction) -> ActionRow {
+        match stored {
+            StoredAction::Placeholder { reversed_by, .. } => ActionRow {
+                kind: None,
+                amount: None,
+                original_action_id: None,
+                tx_id: None,
+                processed_at: None,
+                game: None,
+                game_id: None,
+                reversed_by: Some(*reversed_by),
+            },
+            StoredAction::Processed(p) => {
+                let (kind, amount, original_action_id) = p.action.parts();
+                ActionRow {
+                    kind: Some(kind),
+                    amount,
+                    original_action_id,
+                    tx_id: Some(p.tx_id),
+                    processed_at: Some(p.processed_at),
+                    game: p.game.clone(),
+                    game_id: p.game_id.clone(),
+                    reversed_by: p.reversed_by,
+                }
+            }
+        }
+    }
 }
 
 /// Changed action rows as parallel arrays, for `unnest`.
@@ -291,16 +389,17 @@ struct ActionColumns {
 }
 
 impl ActionColumns {
-    fn push(&mut self, r: &ActionRecord) {
-        self.action_id.push(r.action_id);
-        self.player_id.push(r.player_id);
+    fn push(&mut self, player_id: i64, stored: &StoredAction) {
+        let r = ActionRow::of(stored);
+        self.action_id.push(stored.action_id());
+        self.player_id.push(player_id);
         self.kind.push(r.kind.map(EntryKind::as_str));
         self.amount.push(r.amount);
         self.original_action_id.push(r.original_action_id);
         self.tx_id.push(r.tx_id);
         self.processed_at.push(r.processed_at);
-        self.game.push(r.game.clone());
-        self.game_id.push(r.game_id.clone());
+        self.game.push(r.game);
+        self.game_id.push(r.game_id);
         self.reversed_by.push(r.reversed_by);
     }
 }
@@ -370,6 +469,7 @@ struct SummaryColumns {
 pub async fn write_effects(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
+    operator: i16,
     wallets: &[&Wallet],
 ) -> Result<(), sqlx::Error> {
     let (mut placeholders, mut updated) = (PlaceholderColumns::default(), ActionColumns::default());
@@ -383,12 +483,14 @@ pub async fn write_effects(
             new_rows.iter().filter(|r| !r.is_placeholder()).count(),
             "every new action's registry row is made of its one ledger row"
         );
-        for row in new_rows.into_iter().filter(|r| r.is_placeholder()) {
-            placeholders.action_id.push(row.action_id);
-            placeholders.player_id.push(row.player_id);
-            placeholders.reversed_by.push(row.reversed_by);
+        for row in new_rows {
+            if let StoredAction::Placeholder { action_id, reversed_by, .. } = row {
+                placeholders.action_id.push(*action_id);
+                placeholders.player_id.push(player.id);
+                placeholders.reversed_by.push(Some(*reversed_by));
+            }
         }
-        changed_rows.into_iter().for_each(|r| updated.push(r));
+        changed_rows.into_iter().for_each(|r| updated.push(player.id, r));
         for entry in &wallet.effects.entries {
             e.player_id.push(player.id);
             e.seq.push(entry.seq);
@@ -405,14 +507,11 @@ pub async fn write_effects(
             // fills the placeholder of an earlier pre-rollback.
             let registers = !wallet.stored.contains_key(&entry.action_id);
             e.registers.push(registers);
-            e.reversed_by.push(
-                wallet
-                    .effects
-                    .actions
-                    .get(&entry.action_id)
-                    .and_then(|r| r.reversed_by)
-                    .filter(|_| registers),
-            );
+            let reversed_by = match wallet.effects.actions.get(&entry.action_id) {
+                Some(StoredAction::Processed(p)) if registers => p.reversed_by,
+                _ => None,
+            };
+            e.reversed_by.push(reversed_by);
         }
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
@@ -455,7 +554,10 @@ pub async fn write_effects(
             FROM entry_rows e
         ),
         -- New actions (their row is made of their ledger row: a rollback's
-        -- registry row has no amount) and new placeholders.
+        -- registry row has no amount) and new placeholders, in action_id
+        -- order: two groups inserting some of the same ids (a replay sent for
+        -- two players at once) then wait for each other in one order, never
+        -- in a cycle, so they cannot deadlock.
         inserted_actions AS (
             INSERT INTO actions (action_id, player_id, kind, amount, original_action_id,
                                  tx_id, processed_at, game, game_id, reversed_by)
@@ -467,6 +569,7 @@ pub async fn write_effects(
             UNION ALL
             SELECT unnest($2::uuid[]), unnest($3::int8[]), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                    unnest($4::uuid[])
+            ORDER BY 1
         ),
         -- Placeholders filled by their late original, originals marked reversed.
         -- Only rows of locked players: nobody else can be changing them.
@@ -532,11 +635,12 @@ pub async fn write_effects(
             GROUP BY r.player_id, r.bucket, r.game
         ),
         rollups AS (
-            INSERT INTO rtp_hourly AS h (player_id, bucket, game, currency, total_bet, total_win,
-                                         rolled_back_bet, rolled_back_win, rounds)
+            INSERT INTO rtp_hourly AS h (player_id, bucket, game, currency, operator_id, total_bet,
+                                         total_win, rolled_back_bet, rolled_back_win, rounds)
             SELECT coalesce(r.player_id, c.player_id), coalesce(r.bucket, c.bucket),
                    coalesce(r.game, c.game),
                    coalesce(r.currency, (SELECT currency FROM players WHERE id = c.player_id)),
+                   $44,
                    coalesce(r.bet, 0), coalesce(r.win, 0), coalesce(r.rb_bet, 0),
                    coalesce(r.rb_win, 0), coalesce(c.rounds, 0)
             FROM (SELECT unnest($28::int8[]) AS player_id, unnest($29::timestamptz[]) AS bucket,
@@ -601,6 +705,7 @@ pub async fn write_effects(
         &m.p_id,
         &m.p_balance,
         &m.p_last_seq,
+        operator,
     )
     .execute(conn)
     .await?;

@@ -4,16 +4,49 @@
 //! requests in hand refer to. [`Wallet::apply`] runs one request's actions in
 //! order and either keeps all of their effects or none; what was kept is later
 //! turned into a single batched write by the store. No I/O happens here, which
-//! is what lets the same rules serve one request or a coalesced group of them.
+//! is what lets the same rules serve one request or a coalesced group of them,
+//! and what lets them be tested without a database. A refusal is a
+//! [`Refusal`]; how it looks on the wire is `error.rs`'s business.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{Action, Batch};
-use crate::domain::{EntryKind, PlayerStatus};
-use crate::error::AppError;
+use crate::domain::{floor_time, EntryKind, PlayerStatus};
+
+/// Why the rules refused an operation. Nothing of a refused request is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("Player has not enough funds to process an action")]
+    InsufficientFunds,
+    #[error("a rollback cannot reverse another rollback")]
+    RollbackOfRollback,
+    #[error("player is blocked or self-excluded")]
+    PlayerBlocked,
+    #[error("currency does not match the player's currency")]
+    CurrencyMismatch,
+    /// A stored action_id came again with another player, kind, amount or original.
+    #[error("action_id {0} was already used with other parameters")]
+    ActionReused(Uuid),
+    /// The action, or the original a rollback names, is another player's.
+    #[error("action {0} belongs to another player")]
+    ForeignAction(Uuid),
+    /// The balance would pass the largest amount a BIGINT holds.
+    #[error("amount: the balance would overflow")]
+    BalanceOverflow,
+}
+
+/// `balance` moved by the signed `change`: refused below zero, and refused
+/// rather than wrapped past the largest balance.
+pub fn apply_change(balance: i64, change: i64) -> Result<i64, Refusal> {
+    match balance.checked_add(change) {
+        None => Err(Refusal::BalanceOverflow),
+        Some(after) if after < 0 => Err(Refusal::InsufficientFunds),
+        Some(after) => Ok(after),
+    }
+}
 
 /// The locked player row as the rules need it.
 #[derive(Debug, Clone)]
@@ -25,34 +58,39 @@ pub struct Player {
     pub last_seq: i64,
 }
 
-/// A stored action, or the placeholder a pre-rollback left for an unseen original.
+/// An action id the registry holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionRecord {
-    pub action_id: Uuid,
+pub enum StoredAction {
+    /// A pre-rollback named this id before the action itself arrived: it is
+    /// reversed already, and will move no money when it comes.
+    Placeholder { action_id: Uuid, player_id: i64, reversed_by: Uuid },
+    /// An action processed with its own tx_id.
+    Processed(Processed),
+}
+
+/// A processed action and what it was processed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub action: Action,
     pub player_id: i64,
-    /// `None` for a placeholder: the original has not arrived yet.
-    pub kind: Option<EntryKind>,
-    pub amount: Option<i64>,
-    pub original_action_id: Option<Uuid>,
-    pub tx_id: Option<Uuid>,
-    pub processed_at: Option<DateTime<Utc>>,
+    pub tx_id: Uuid,
+    pub processed_at: DateTime<Utc>,
     pub game: Option<String>,
     pub game_id: Option<String>,
+    /// The rollback that reversed it (never set on a rollback).
     pub reversed_by: Option<Uuid>,
 }
 
-impl ActionRecord {
-    pub fn is_placeholder(&self) -> bool {
-        self.tx_id.is_none()
+impl StoredAction {
+    pub fn action_id(&self) -> Uuid {
+        match self {
+            StoredAction::Placeholder { action_id, .. } => *action_id,
+            StoredAction::Processed(processed) => processed.action.id(),
+        }
     }
 
-    /// Whether `action` by `player_id` repeats this stored action exactly.
-    fn same_as(&self, player_id: i64, action: &Action) -> bool {
-        let (kind, amount, original) = action.parts();
-        self.player_id == player_id
-            && self.kind == Some(kind)
-            && self.amount == amount
-            && self.original_action_id == original
+    pub fn is_placeholder(&self) -> bool {
+        matches!(self, StoredAction::Placeholder { .. })
     }
 }
 
@@ -97,7 +135,7 @@ pub struct Receipt {
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
     /// Final state of every action row created or changed.
-    pub actions: HashMap<Uuid, ActionRecord>,
+    pub actions: HashMap<Uuid, StoredAction>,
     pub entries: Vec<Entry>,
     pub rollups: HashMap<RollupKey, RollupDelta>,
     pub rounds: HashMap<RoundKey, i32>,
@@ -131,25 +169,25 @@ pub struct Wallet {
     /// Processing time of everything applied now (taken after the lock).
     pub now: DateTime<Utc>,
     /// Action rows as loaded from the database.
-    pub stored: HashMap<Uuid, ActionRecord>,
+    pub stored: HashMap<Uuid, StoredAction>,
     /// Accepted, unwritten effects.
     pub effects: Effects,
 }
 
 impl Wallet {
-    pub fn new(player: Player, now: DateTime<Utc>, stored: impl IntoIterator<Item = ActionRecord>) -> Wallet {
+    pub fn new(player: Player, now: DateTime<Utc>, stored: impl IntoIterator<Item = StoredAction>) -> Wallet {
         Wallet {
             player,
             now,
-            stored: stored.into_iter().map(|a| (a.action_id, a)).collect(),
+            stored: stored.into_iter().map(|a| (a.action_id(), a)).collect(),
             effects: Effects::default(),
         }
     }
 
     /// Applies one request's actions in order: all of them, or none.
-    pub fn apply(&mut self, batch: &Batch) -> Result<Receipt, AppError> {
+    pub fn apply(&mut self, batch: &Batch) -> Result<Receipt, Refusal> {
         if batch.currency.as_str() != self.player.currency {
-            return Err(AppError::CurrencyMismatch);
+            return Err(Refusal::CurrencyMismatch);
         }
         let mut draft = Draft {
             wallet: self,
@@ -170,8 +208,8 @@ impl Wallet {
     }
 
     /// Rows that must be inserted (never stored before) versus updated.
-    pub fn split_actions(&self) -> (Vec<&ActionRecord>, Vec<&ActionRecord>) {
-        self.effects.actions.values().partition(|a| !self.stored.contains_key(&a.action_id))
+    pub fn split_actions(&self) -> (Vec<&StoredAction>, Vec<&StoredAction>) {
+        self.effects.actions.values().partition(|a| !self.stored.contains_key(&a.action_id()))
     }
 }
 
@@ -185,7 +223,7 @@ struct Draft<'a> {
 }
 
 impl Draft<'_> {
-    fn lookup(&self, id: Uuid) -> Option<&ActionRecord> {
+    fn lookup(&self, id: Uuid) -> Option<&StoredAction> {
         self.effects
             .actions
             .get(&id)
@@ -197,31 +235,30 @@ impl Draft<'_> {
         self.wallet.player.id
     }
 
-    fn apply(&mut self, action: &Action) -> Result<Uuid, AppError> {
+    fn apply(&mut self, action: &Action) -> Result<Uuid, Refusal> {
         match self.lookup(action.id()).cloned() {
-            Some(stored) if !stored.is_placeholder() => {
-                if stored.same_as(self.player_id(), action) {
-                    Ok(stored.tx_id.expect("processed actions have a tx_id"))
+            Some(StoredAction::Processed(stored)) => {
+                if stored.player_id == self.player_id() && stored.action == *action {
+                    Ok(stored.tx_id)
                 } else {
-                    Err(AppError::Conflict(format!(
-                        "action_id {} was already used with other parameters",
-                        action.id()
-                    )))
+                    Err(Refusal::ActionReused(action.id()))
                 }
             }
-            Some(placeholder) => self.apply_late_original(action, placeholder),
+            Some(StoredAction::Placeholder { player_id, reversed_by, .. }) => {
+                self.apply_late_original(action, player_id, reversed_by)
+            }
             None => self.apply_new(action),
         }
     }
 
-    fn apply_new(&mut self, action: &Action) -> Result<Uuid, AppError> {
+    fn apply_new(&mut self, action: &Action) -> Result<Uuid, Refusal> {
         match *action {
             Action::Bet { amount, .. } => {
                 if !self.wallet.player.status.may_bet() {
-                    return Err(AppError::PlayerBlocked);
+                    return Err(Refusal::PlayerBlocked);
                 }
                 let amount = amount.minor_units();
-                let tx_id = self.record(action, amount, -amount)?;
+                let tx_id = self.record(action, amount, -amount, None)?;
                 self.rollup(self.wallet.bucket(), self.game_key()).total_bet += amount;
                 if let Some(game_id) = &self.batch.game_id {
                     let key = (self.wallet.bucket(), self.game_key(), game_id.clone());
@@ -231,7 +268,7 @@ impl Draft<'_> {
             }
             Action::Win { amount, .. } => {
                 let amount = amount.minor_units();
-                let tx_id = self.record(action, amount, amount)?;
+                let tx_id = self.record(action, amount, amount, None)?;
                 self.rollup(self.wallet.bucket(), self.game_key()).total_win += amount;
                 Ok(tx_id)
             }
@@ -239,92 +276,106 @@ impl Draft<'_> {
         }
     }
 
-    fn apply_rollback(&mut self, action: &Action, id: Uuid, original_id: Uuid) -> Result<Uuid, AppError> {
+    fn apply_rollback(&mut self, action: &Action, id: Uuid, original_id: Uuid) -> Result<Uuid, Refusal> {
         if original_id == id {
             // A rollback naming itself would reverse a rollback.
-            return Err(AppError::RollbackOfRollback);
+            return Err(Refusal::RollbackOfRollback);
         }
-        let Some(mut original) = self.lookup(original_id).cloned() else {
-            // Pre-rollback: leave a placeholder saying the original is reversed
-            // before it exists; it moves no money now or when it arrives.
-            let placeholder = ActionRecord::placeholder(original_id, self.player_id(), id);
-            self.effects.actions.insert(original_id, placeholder);
-            return self.record(action, 0, 0);
+        let mut original = match self.lookup(original_id).cloned() {
+            None => {
+                // Pre-rollback: leave a placeholder saying the original is
+                // reversed before it exists; it moves no money now or when it
+                // arrives.
+                let placeholder = StoredAction::Placeholder {
+                    action_id: original_id,
+                    player_id: self.player_id(),
+                    reversed_by: id,
+                };
+                self.effects.actions.insert(original_id, placeholder);
+                return self.record(action, 0, 0, None);
+            }
+            Some(StoredAction::Placeholder { player_id, .. }) => {
+                if player_id != self.player_id() {
+                    return Err(Refusal::ForeignAction(original_id));
+                }
+                // Awaiting its late arrival, reversed already: accepted, moves nothing.
+                return self.record(action, 0, 0, None);
+            }
+            Some(StoredAction::Processed(original)) => original,
         };
         if original.player_id != self.player_id() {
-            return Err(AppError::Conflict(format!("action {original_id} belongs to another player")));
+            return Err(Refusal::ForeignAction(original_id));
         }
-        if original.kind == Some(EntryKind::Rollback) {
-            return Err(AppError::RollbackOfRollback);
-        }
+        let amount = match original.action {
+            Action::Bet { amount, .. } | Action::Win { amount, .. } => amount.minor_units(),
+            Action::Rollback { .. } => return Err(Refusal::RollbackOfRollback),
+        };
         if original.reversed_by.is_some() {
-            // Reversed already, or awaiting its late arrival: accepted, moves nothing.
-            return self.record(action, 0, 0);
+            // Reversed already: accepted, moves nothing.
+            return self.record(action, 0, 0, None);
         }
-        let amount = original.amount.expect("bets and wins have an amount");
-        let bucket = bucket_of(original.processed_at.expect("processed actions have a time"));
+        let bucket = bucket_of(original.processed_at);
         let game = original.game.clone().unwrap_or_default();
-        let tx_id = match original.kind {
-            Some(EntryKind::Bet) => {
-                let tx_id = self.record(action, amount, amount)?;
-                let rollup = self.rollup(bucket, game.clone());
-                rollup.total_bet -= amount;
-                rollup.rolled_back_bet += amount;
-                if let Some(game_id) = &original.game_id {
-                    *self.effects.rounds.entry((bucket, game, game_id.clone())).or_default() -= 1;
-                }
-                tx_id
+        let tx_id = if matches!(original.action, Action::Bet { .. }) {
+            let tx_id = self.record(action, amount, amount, None)?;
+            let rollup = self.rollup(bucket, game.clone());
+            rollup.total_bet -= amount;
+            rollup.rolled_back_bet += amount;
+            if let Some(game_id) = &original.game_id {
+                *self.effects.rounds.entry((bucket, game, game_id.clone())).or_default() -= 1;
             }
-            Some(EntryKind::Win) => {
-                let tx_id = self.record(action, amount, -amount)?;
-                let rollup = self.rollup(bucket, game);
-                rollup.total_win -= amount;
-                rollup.rolled_back_win += amount;
-                tx_id
-            }
-            other => unreachable!("only bets and wins are stored with an amount, got {other:?}"),
+            tx_id
+        } else {
+            let tx_id = self.record(action, amount, -amount, None)?;
+            let rollup = self.rollup(bucket, game);
+            rollup.total_win -= amount;
+            rollup.rolled_back_win += amount;
+            tx_id
         };
         original.reversed_by = Some(id);
-        self.effects.actions.insert(original_id, original);
+        self.effects.actions.insert(original_id, StoredAction::Processed(original));
         Ok(tx_id)
     }
 
     /// The original of an earlier pre-rollback arrives: it gets a tx_id and is
     /// recorded as rolled back, without moving money.
-    fn apply_late_original(&mut self, action: &Action, placeholder: ActionRecord) -> Result<Uuid, AppError> {
-        if placeholder.player_id != self.player_id() {
-            return Err(AppError::Conflict(format!("action_id {} belongs to another player", action.id())));
+    fn apply_late_original(
+        &mut self,
+        action: &Action,
+        owner: i64,
+        reversed_by: Uuid,
+    ) -> Result<Uuid, Refusal> {
+        if owner != self.player_id() {
+            return Err(Refusal::ForeignAction(action.id()));
         }
-        let tx_id = match *action {
+        match *action {
             Action::Bet { amount, .. } => {
-                let tx_id = self.record(action, amount.minor_units(), 0)?;
+                let tx_id = self.record(action, amount.minor_units(), 0, Some(reversed_by))?;
                 self.rollup(self.wallet.bucket(), self.game_key()).rolled_back_bet += amount.minor_units();
-                tx_id
+                Ok(tx_id)
             }
             Action::Win { amount, .. } => {
-                let tx_id = self.record(action, amount.minor_units(), 0)?;
+                let tx_id = self.record(action, amount.minor_units(), 0, Some(reversed_by))?;
                 self.rollup(self.wallet.bucket(), self.game_key()).rolled_back_win += amount.minor_units();
-                tx_id
+                Ok(tx_id)
             }
             // A pre-rollback targeted this id, and a rollback cannot be rolled back.
-            Action::Rollback { .. } => return Err(AppError::RollbackOfRollback),
-        };
-        let record = self.effects.actions.get_mut(&action.id()).expect("recorded above");
-        record.reversed_by = placeholder.reversed_by;
-        Ok(tx_id)
+            Action::Rollback { .. } => Err(Refusal::RollbackOfRollback),
+        }
     }
 
     /// Moves the balance by `change`, appends the ledger entry (whose amount is
-    /// `amount`) and stores the action; refuses to go below zero.
-    fn record(&mut self, action: &Action, amount: i64, change: i64) -> Result<Uuid, AppError> {
+    /// `amount`) and stores the action; refuses to go below zero or to overflow.
+    fn record(
+        &mut self,
+        action: &Action,
+        amount: i64,
+        change: i64,
+        reversed_by: Option<Uuid>,
+    ) -> Result<Uuid, Refusal> {
         let balance_before = self.balance;
-        let balance_after = balance_before
-            .checked_add(change)
-            .ok_or_else(|| AppError::BadRequest("amount: the balance would overflow".into()))?;
-        if balance_after < 0 {
-            return Err(AppError::InsufficientFunds);
-        }
-        let (kind, stored_amount, original_action_id) = action.parts();
+        let balance_after = apply_change(balance_before, change)?;
+        let (kind, _, original_action_id) = action.parts();
         let tx_id = Uuid::now_v7();
         self.balance = balance_after;
         self.last_seq += 1;
@@ -342,18 +393,15 @@ impl Draft<'_> {
         });
         self.effects.actions.insert(
             action.id(),
-            ActionRecord {
-                action_id: action.id(),
+            StoredAction::Processed(Processed {
+                action: *action,
                 player_id: self.player_id(),
-                kind: Some(kind),
-                amount: stored_amount,
-                original_action_id,
-                tx_id: Some(tx_id),
-                processed_at: Some(self.wallet.now),
+                tx_id,
+                processed_at: self.wallet.now,
                 game: self.batch.game.clone(),
                 game_id: self.batch.game_id.clone(),
-                reversed_by: None,
-            },
+                reversed_by,
+            }),
         );
         Ok(tx_id)
     }
@@ -367,23 +415,6 @@ impl Draft<'_> {
     }
 }
 
-impl ActionRecord {
-    fn placeholder(action_id: Uuid, player_id: i64, reversed_by: Uuid) -> ActionRecord {
-        ActionRecord {
-            action_id,
-            player_id,
-            kind: None,
-            amount: None,
-            original_action_id: None,
-            tx_id: None,
-            processed_at: None,
-            game: None,
-            game_id: None,
-            reversed_by: Some(reversed_by),
-        }
-    }
-}
-
 impl Wallet {
     /// The RTP rollup bucket of everything processed now.
     fn bucket(&self) -> DateTime<Utc> {
@@ -393,5 +424,5 @@ impl Wallet {
 
 /// The hour a processing time is summarised under.
 pub fn bucket_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::hours(1)).expect("hour truncation cannot overflow")
+    floor_time(at, TimeDelta::hours(1))
 }

@@ -2,16 +2,16 @@
 
 pub mod store;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
+use crate::domain::{Amount, Currency, EntryKind, IdempotencyKey, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
-use crate::http::JsonBody;
+use crate::http::{JsonBody, PathParams, QueryParams};
 use crate::AppState;
 use store::{HistoryCursor, HistoryEntry};
 
@@ -60,7 +60,7 @@ async fn create_player(
 
 async fn get_player(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
 ) -> AppResult<Json<store::PlayerView>> {
     Ok(Json(store::find_player(&state.pool, state.operator, &user_id(raw)?).await?))
 }
@@ -72,7 +72,7 @@ struct StatusChange {
 
 async fn update_player(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
     JsonBody(body): JsonBody<StatusChange>,
 ) -> AppResult<Json<store::PlayerView>> {
     Ok(Json(store::set_status(&state.pool, state.operator, &user_id(raw)?, body.status).await?))
@@ -85,7 +85,7 @@ struct MoneyMovement {
 
 async fn deposit(
     state: State<AppState>,
-    path: Path<String>,
+    path: PathParams<String>,
     headers: HeaderMap,
     body: JsonBody<MoneyMovement>,
 ) -> AppResult<Response> {
@@ -94,7 +94,7 @@ async fn deposit(
 
 async fn withdraw(
     state: State<AppState>,
-    path: Path<String>,
+    path: PathParams<String>,
     headers: HeaderMap,
     body: JsonBody<MoneyMovement>,
 ) -> AppResult<Response> {
@@ -103,20 +103,17 @@ async fn withdraw(
 
 async fn move_money(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<MoneyMovement>,
     kind: EntryKind,
 ) -> AppResult<Response> {
     let user_id = user_id(raw)?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| (1..=255).contains(&k.chars().count()))
-        .ok_or_else(|| AppError::bad_request("Idempotency-Key", "header is required, 1 to 255 characters"))?;
+    let key = IdempotencyKey::from_header(headers.get("idempotency-key").map(|v| v.as_bytes()))
+        .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
     let amount = Amount::positive(body.amount).map_err(|e| AppError::bad_request("amount", e))?;
     let (payment, replayed) =
-        store::move_money(&state.pool, state.operator, &user_id, kind, amount, key).await?;
+        store::move_money(&state.pool, state.operator, &user_id, kind, amount, key.as_str()).await?;
     // A replay answers what the first request answered; 200 tells it apart.
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(payment)).into_response())
@@ -150,10 +147,9 @@ struct HistoryPage {
 
 async fn transactions(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    PathParams(raw): PathParams<String>,
+    QueryParams(query): QueryParams<PageQuery>,
 ) -> AppResult<Json<HistoryPage>> {
-    let Query(query) = query.map_err(|e| AppError::bad_request("query", e.body_text()))?;
     let limit = query.limit()?;
     let cursor = query
         .cursor

@@ -9,9 +9,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
+use crate::domain::{storable_time, Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::ledger::process::lock_player;
+use crate::ledger::rules::apply_change;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlayerView {
@@ -131,10 +132,7 @@ pub async fn move_money(
         return Ok((Payment { tx_id: earlier.tx_id, balance: earlier.balance_after }, true));
     }
 
-    let balance_after = player.balance + change;
-    if balance_after < 0 {
-        return Err(AppError::InsufficientFunds);
-    }
+    let balance_after = apply_change(player.balance, change)?;
     let payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after };
     let seq = player.last_seq + 1;
     sqlx::query!(
@@ -198,7 +196,10 @@ impl HistoryCursor {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
         let (micros, seq) = raw.split_once(':')?;
         Some(HistoryCursor {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            // Only times the database can compare with: anything else was
+            // not issued here.
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)
+                .filter(|&t| storable_time(t))?,
             seq: seq.parse().ok()?,
         })
     }
@@ -253,5 +254,23 @@ pub fn page<T, C>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> C) -> 
         (rows, next)
     } else {
         (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_survives_its_round_trip_and_a_forged_one_is_refused() {
+        let cursor = HistoryCursor {
+            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            seq: 42,
+        };
+        assert_eq!(HistoryCursor::decode(&cursor.encode()), Some(cursor));
+        for forged in ["-300000000000000000:1", "300000000000000000:1", "1:x", "1", "\0:1"] {
+            assert_eq!(HistoryCursor::decode(&URL_SAFE_NO_PAD.encode(forged)), None, "{forged}");
+        }
+        assert_eq!(HistoryCursor::decode("not base64!"), None);
     }
 }

@@ -12,16 +12,16 @@ pub mod store;
 pub mod summary;
 pub mod window;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Currency, UserId};
+use crate::domain::{storable, Currency, UserId};
 use crate::error::{AppError, AppResult};
+use crate::http::QueryParams;
 use crate::players::store::page;
 use crate::players::PageQuery;
 use crate::AppState;
@@ -47,11 +47,6 @@ struct ReportQuery {
 }
 
 impl ReportQuery {
-    fn parse(query: Result<Query<ReportQuery>, QueryRejection>) -> AppResult<ReportQuery> {
-        let Query(query) = query.map_err(|e| AppError::bad_request("query", e.body_text()))?;
-        Ok(query)
-    }
-
     fn window(&self) -> AppResult<Window> {
         Window::parse(self.from.as_deref(), self.to.as_deref())
     }
@@ -98,8 +93,12 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).expect("a cursor serialises"))
     }
 
+    /// The cursor in `text`, if this service could have issued it: its keys
+    /// are text the database can compare with.
     fn decode(text: &str) -> Option<Cursor> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).ok()?).ok()
+        let cursor: Cursor = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
+        let storable_keys = storable(&cursor.key).is_ok() && storable(&cursor.currency).is_ok();
+        storable_keys.then_some(cursor)
     }
 }
 
@@ -107,10 +106,10 @@ impl Cursor {
 #[derive(Debug, Serialize)]
 pub struct Figures {
     pub rounds: i64,
-    pub total_bet: i64,
-    pub total_win: i64,
-    pub rolled_back_bet: i64,
-    pub rolled_back_win: i64,
+    pub total_bet: i128,
+    pub total_win: i128,
+    pub rolled_back_bet: i128,
+    pub rolled_back_win: i128,
     /// `total_win / total_bet`, or null when nothing was bet.
     pub rtp: Option<f64>,
 }
@@ -168,9 +167,8 @@ struct Rows<T> {
 
 async fn users(
     State(state): State<AppState>,
-    query: Result<Query<ReportQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ReportQuery>,
 ) -> AppResult<Json<Page<UserRow>>> {
-    let query = ReportQuery::parse(query)?;
     let window = query.window()?;
     let currency = query.currency()?;
     let user_id = query
@@ -202,12 +200,12 @@ async fn users(
 
 async fn casino(
     State(state): State<AppState>,
-    query: Result<Query<ReportQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ReportQuery>,
 ) -> AppResult<Json<Rows<CasinoRow>>> {
-    let query = ReportQuery::parse(query)?;
     let window = query.window()?;
     let currency = query.currency()?;
-    let rows = store::casino(&state.pool, &window, currency.as_ref().map(Currency::as_str)).await?;
+    let rows =
+        store::casino(&state.pool, state.operator, &window, currency.as_ref().map(Currency::as_str)).await?;
     Ok(Json(Rows {
         data: rows
             .into_iter()
@@ -218,15 +216,15 @@ async fn casino(
 
 async fn games(
     State(state): State<AppState>,
-    query: Result<Query<ReportQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ReportQuery>,
 ) -> AppResult<Json<Page<GameRow>>> {
-    let query = ReportQuery::parse(query)?;
     let window = query.window()?;
     let currency = query.currency()?;
     let limit = query.page().limit()?;
     let after = query.cursor("games")?;
     let rows = store::games(
         &state.pool,
+        state.operator,
         &window,
         currency.as_ref().map(Currency::as_str),
         after.as_ref().map(|(g, c)| (g.as_str(), c.as_str())),

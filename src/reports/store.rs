@@ -13,10 +13,17 @@
 //! `rtp_daily_players`; see `summary.rs`), and the rest of the whole hours
 //! from `rtp_hourly`.
 //!
+//! Every query reads one operator's rows only: the players it joins are that
+//! operator's, and every rollup row carries its player's operator.
+//!
+//! Money is summed as NUMERIC and read as `i128`: one hour of one player can
+//! pass BIGINT's range on legitimate play, a billion-row ledger certainly can.
+//!
 //! Bind order everywhere: `$1` from, `$2` to, `$3` hours_from, `$4` hours_to,
 //! `$5` currency (or NULL), then for casino and games `$6` days_from, `$7`
-//! days_to.
+//! days_to, and for casino `$8` the operator.
 
+use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 use super::window::Window;
@@ -28,22 +35,29 @@ macro_rules! totals {
     ($row:expr) => {
         Totals {
             rounds: $row.rounds,
-            total_bet: $row.total_bet,
-            total_win: $row.total_win,
-            rolled_back_bet: $row.rolled_back_bet,
-            rolled_back_win: $row.rolled_back_win,
+            total_bet: minor_units($row.total_bet),
+            total_win: minor_units($row.total_win),
+            rolled_back_bet: minor_units($row.rolled_back_bet),
+            rolled_back_win: minor_units($row.rolled_back_win),
         }
     };
+}
+
+/// A NUMERIC sum of minor units as an integer. Sums of integers have no
+/// fraction; `i128` holds every value a NUMERIC decodes to here.
+fn minor_units(sum: Decimal) -> i128 {
+    let whole = sum.trunc();
+    whole.mantissa() / 10i128.pow(whole.scale())
 }
 
 /// Sums of one report row, before the ratio is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Totals {
     pub rounds: i64,
-    pub total_bet: i64,
-    pub total_win: i64,
-    pub rolled_back_bet: i64,
-    pub rolled_back_win: i64,
+    pub total_bet: i128,
+    pub total_win: i128,
+    pub rolled_back_bet: i128,
+    pub rolled_back_win: i128,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +126,10 @@ pub async fn users(
         )
         SELECT page.user_id, page.currency,
                (hourly.rounds - split.extra + edge.rounds)::int8 AS "rounds!",
-               (hourly.bet + edge.bet)::int8 AS "total_bet!",
-               (hourly.win + edge.win)::int8 AS "total_win!",
-               (hourly.rb_bet + edge.rb_bet)::int8 AS "rolled_back_bet!",
-               (hourly.rb_win + edge.rb_win)::int8 AS "rolled_back_win!"
+               (hourly.bet + edge.bet) AS "total_bet!",
+               (hourly.win + edge.win) AS "total_win!",
+               (hourly.rb_bet + edge.rb_bet) AS "rolled_back_bet!",
+               (hourly.rb_win + edge.rb_win) AS "rolled_back_win!"
         FROM page
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(h.total_bet), 0) AS bet, coalesce(sum(h.total_win), 0) AS win,
@@ -174,8 +188,13 @@ pub async fn users(
         .collect())
 }
 
-/// One row per currency.
-pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> AppResult<Vec<CasinoTotals>> {
+/// One row per currency of `operator`.
+pub async fn casino(
+    pool: &PgPool,
+    operator: i16,
+    window: &Window,
+    currency: Option<&str>,
+) -> AppResult<Vec<CasinoTotals>> {
     let rows = sqlx::query!(
         r#"
         WITH span AS (
@@ -188,18 +207,21 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
             SELECT h.player_id, h.currency, h.total_bet, h.total_win, h.rolled_back_bet,
                    h.rolled_back_win, h.rounds
             FROM rtp_hourly h
-            WHERE ((h.bucket >= $3 AND h.bucket < $6)
+            WHERE h.operator_id = $8
+              AND ((h.bucket >= $3 AND h.bucket < $6)
                    OR (h.bucket >= (SELECT sealed FROM span) AND h.bucket < $4))
               AND ($5::text IS NULL OR h.currency = $5)
         ),
         late AS (
             SELECT l.* FROM rtp_late l
-            WHERE l.day >= $6 AND l.day < (SELECT sealed FROM span) AND ($5::text IS NULL OR l.currency = $5)
+            WHERE l.operator_id = $8 AND l.day >= $6 AND l.day < (SELECT sealed FROM span)
+              AND ($5::text IS NULL OR l.currency = $5)
         ),
         stored_players AS (
             SELECT p.currency, p.chunk, bit_or(p.players) AS players
             FROM rtp_daily_players p
-            WHERE p.day >= $6 AND p.day < (SELECT sealed FROM span) AND ($5::text IS NULL OR p.currency = $5)
+            WHERE p.operator_id = $8 AND p.day >= $6 AND p.day < (SELECT sealed FROM span)
+              AND ($5::text IS NULL OR p.currency = $5)
             GROUP BY p.currency, p.chunk
         ),
         edge AS MATERIALIZED (
@@ -217,7 +239,7 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
         edge_players AS (
             SELECT p.id AS player_id, p.currency FROM players p
             WHERE p.id = ANY (ARRAY(SELECT DISTINCT player_id FROM edge))
-              AND ($5::text IS NULL OR p.currency = $5)
+              AND p.operator_id = $8 AND ($5::text IS NULL OR p.currency = $5)
         ),
         -- Each part: currency, users, bet, win, rolled back bet and win, rounds.
         parts AS (
@@ -229,7 +251,8 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
             SELECT d.currency, 0, sum(d.total_bet), sum(d.total_win), sum(d.rolled_back_bet),
                    sum(d.rolled_back_win), sum(d.rounds)
             FROM rtp_daily d
-            WHERE d.day >= $6 AND d.day < (SELECT sealed FROM span) AND ($5::text IS NULL OR d.currency = $5)
+            WHERE d.operator_id = $8 AND d.day >= $6 AND d.day < (SELECT sealed FROM span)
+              AND ($5::text IS NULL OR d.currency = $5)
             GROUP BY d.currency
             UNION ALL
             SELECT currency, 0, sum(total_bet), sum(total_win), sum(rolled_back_bet),
@@ -255,7 +278,7 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
             FROM round_buckets b
             JOIN players p ON p.id = b.player_id
             WHERE b.split AND b.live_bets > 0 AND b.bucket >= $3 AND b.bucket < $4
-              AND ($5::text IS NULL OR p.currency = $5)
+              AND p.operator_id = $8 AND ($5::text IS NULL OR p.currency = $5)
             GROUP BY p.currency
             UNION ALL
             SELECT p.currency, 0,
@@ -279,8 +302,8 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
         )
         SELECT currency AS "currency!", sum(users)::int8 AS "users!",
                sum(rounds)::int8 AS "rounds!",
-               sum(bet)::int8 AS "total_bet!", sum(win)::int8 AS "total_win!",
-               sum(rb_bet)::int8 AS "rolled_back_bet!", sum(rb_win)::int8 AS "rolled_back_win!"
+               sum(bet) AS "total_bet!", sum(win) AS "total_win!",
+               sum(rb_bet) AS "rolled_back_bet!", sum(rb_win) AS "rolled_back_win!"
         FROM parts
         GROUP BY currency
         ORDER BY currency
@@ -292,6 +315,7 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
         currency,
         window.days_from,
         window.days_to,
+        operator,
     )
     .fetch_all(pool)
     .await?;
@@ -301,10 +325,11 @@ pub async fn casino(pool: &PgPool, window: &Window, currency: Option<&str>) -> A
         .collect())
 }
 
-/// One page of the per-game report, ordered by (game, currency), starting
-/// after `after`. Fetches up to `limit` rows.
+/// One page of `operator`'s per-game report, ordered by (game, currency),
+/// starting after `after`. Fetches up to `limit` rows.
 pub async fn games(
     pool: &PgPool,
+    operator: i16,
     window: &Window,
     currency: Option<&str>,
     after: Option<(&str, &str)>,
@@ -333,14 +358,15 @@ pub async fn games(
         edge_players AS (
             SELECT p.id AS player_id, p.currency FROM players p
             WHERE p.id = ANY (ARRAY(SELECT DISTINCT player_id FROM edge))
-              AND ($5::text IS NULL OR p.currency = $5)
+              AND p.operator_id = $11 AND ($5::text IS NULL OR p.currency = $5)
         ),
         parts AS (
             SELECT h.game, h.currency, sum(h.total_bet) AS bet, sum(h.total_win) AS win,
                    sum(h.rolled_back_bet) AS rb_bet, sum(h.rolled_back_win) AS rb_win,
                    sum(h.rounds) AS rounds
             FROM rtp_hourly h
-            WHERE ((h.bucket >= $3 AND h.bucket < $6)
+            WHERE h.operator_id = $11
+              AND ((h.bucket >= $3 AND h.bucket < $6)
                    OR (h.bucket >= (SELECT sealed FROM span) AND h.bucket < $4))
               AND ($5::text IS NULL OR h.currency = $5)
             GROUP BY h.game, h.currency
@@ -348,10 +374,12 @@ pub async fn games(
             SELECT d.game, d.currency, sum(d.total_bet), sum(d.total_win), sum(d.rolled_back_bet),
                    sum(d.rolled_back_win), sum(d.rounds)
             FROM (SELECT game, currency, total_bet, total_win, rolled_back_bet, rolled_back_win, rounds
-                  FROM rtp_daily WHERE day >= $6 AND day < (SELECT sealed FROM span)
+                  FROM rtp_daily
+                  WHERE operator_id = $11 AND day >= $6 AND day < (SELECT sealed FROM span)
                   UNION ALL
                   SELECT game, currency, total_bet, total_win, rolled_back_bet, rolled_back_win, rounds
-                  FROM rtp_late WHERE day >= $6 AND day < (SELECT sealed FROM span)) AS d
+                  FROM rtp_late
+                  WHERE operator_id = $11 AND day >= $6 AND day < (SELECT sealed FROM span)) AS d
             WHERE $5::text IS NULL OR d.currency = $5
             GROUP BY d.game, d.currency
             UNION ALL
@@ -361,7 +389,7 @@ pub async fn games(
             FROM round_buckets b
             JOIN players p ON p.id = b.player_id
             WHERE b.split AND b.live_bets > 0 AND b.bucket >= $3 AND b.bucket < $4
-              AND ($5::text IS NULL OR p.currency = $5)
+              AND p.operator_id = $11 AND ($5::text IS NULL OR p.currency = $5)
             GROUP BY b.game, p.currency
             UNION ALL
             SELECT e.game, p.currency,
@@ -386,8 +414,8 @@ pub async fn games(
         )
         SELECT game AS "game!", currency AS "currency!",
                sum(rounds)::int8 AS "rounds!",
-               sum(bet)::int8 AS "total_bet!", sum(win)::int8 AS "total_win!",
-               sum(rb_bet)::int8 AS "rolled_back_bet!", sum(rb_win)::int8 AS "rolled_back_win!"
+               sum(bet) AS "total_bet!", sum(win) AS "total_win!",
+               sum(rb_bet) AS "rolled_back_bet!", sum(rb_win) AS "rolled_back_win!"
         FROM parts
         WHERE $8::text IS NULL OR (game, currency) > ($8, $9::text)
         GROUP BY game, currency
@@ -404,6 +432,7 @@ pub async fn games(
         after.map(|a| a.0),
         after.map(|a| a.1),
         limit,
+        operator,
     )
     .fetch_all(pool)
     .await?;

@@ -85,18 +85,19 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
                    SELECT * FROM rtp_hourly WHERE ($1::timestamptz IS NULL OR bucket >= $1) AND bucket < $2
                ),
                sums AS (
-                   INSERT INTO rtp_daily (day, currency, game, total_bet, total_win,
+                   INSERT INTO rtp_daily (day, operator_id, currency, game, total_bet, total_win,
                                           rolled_back_bet, rolled_back_win, rounds)
-                   SELECT date_trunc('day', bucket, 'UTC'), currency, game, sum(total_bet),
+                   SELECT date_trunc('day', bucket, 'UTC'), operator_id, currency, game, sum(total_bet),
                           sum(total_win), sum(rolled_back_bet), sum(rolled_back_win), sum(rounds)
-                   FROM hourly GROUP BY 1, 2, 3
+                   FROM hourly GROUP BY 1, 2, 3, 4
                ),
                presence AS (
-                   INSERT INTO rtp_daily_players (day, currency, chunk, players)
-                   SELECT day, currency, (player_id >> 13)::int, rtp_presence(player_id)
-                   FROM (SELECT DISTINCT date_trunc('day', bucket, 'UTC') AS day, currency, player_id
+                   INSERT INTO rtp_daily_players (day, operator_id, currency, chunk, players)
+                   SELECT day, operator_id, currency, (player_id >> 13)::int, rtp_presence(player_id)
+                   FROM (SELECT DISTINCT date_trunc('day', bucket, 'UTC') AS day, operator_id, currency,
+                                player_id
                          FROM hourly) AS p
-                   GROUP BY day, currency, (player_id >> 13)::int
+                   GROUP BY day, operator_id, currency, (player_id >> 13)::int
                ),
                journal AS (
                    DELETE FROM rtp_late WHERE ($1::timestamptz IS NULL OR day >= $1) AND day < $2
@@ -116,12 +117,12 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
                DELETE FROM rtp_late WHERE day < $1 RETURNING *
            ),
            sums AS (
-               INSERT INTO rtp_daily AS d (day, currency, game, total_bet, total_win,
+               INSERT INTO rtp_daily AS d (day, operator_id, currency, game, total_bet, total_win,
                                            rolled_back_bet, rolled_back_win, rounds)
-               SELECT day, currency, game, sum(total_bet), sum(total_win), sum(rolled_back_bet),
-                      sum(rolled_back_win), sum(rounds)
-               FROM folded GROUP BY day, currency, game
-               ON CONFLICT (day, currency, game) DO UPDATE
+               SELECT day, operator_id, currency, game, sum(total_bet), sum(total_win),
+                      sum(rolled_back_bet), sum(rolled_back_win), sum(rounds)
+               FROM folded GROUP BY day, operator_id, currency, game
+               ON CONFLICT (day, operator_id, currency, game) DO UPDATE
                SET total_bet = d.total_bet + excluded.total_bet,
                    total_win = d.total_win + excluded.total_win,
                    rolled_back_bet = d.rolled_back_bet + excluded.rolled_back_bet,
@@ -129,10 +130,11 @@ pub async fn summarize(pool: &PgPool) -> AppResult<Summarized> {
                    rounds = d.rounds + excluded.rounds
            ),
            presence AS (
-               INSERT INTO rtp_daily_players AS p (day, currency, chunk, players)
-               SELECT day, currency, (player_id >> 13)::int, rtp_presence(player_id)
-               FROM folded GROUP BY day, currency, (player_id >> 13)::int
-               ON CONFLICT (day, currency, chunk) DO UPDATE SET players = p.players | excluded.players
+               INSERT INTO rtp_daily_players AS p (day, operator_id, currency, chunk, players)
+               SELECT day, operator_id, currency, (player_id >> 13)::int, rtp_presence(player_id)
+               FROM folded GROUP BY day, operator_id, currency, (player_id >> 13)::int
+               ON CONFLICT (day, operator_id, currency, chunk) DO UPDATE
+               SET players = p.players | excluded.players
            )
            SELECT count(*) AS "n!" FROM folded"#,
         sealed,

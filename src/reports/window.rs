@@ -1,8 +1,9 @@
 //! A report window `[from, to)` and how it splits into whole rollup hours and
 //! the partial hours at its edges, which are read from the raw ledger.
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::domain::floor_time;
 use crate::error::AppError;
 
 /// A validated half-open window over processing time.
@@ -26,7 +27,8 @@ pub struct Window {
 }
 
 impl Window {
-    /// Parses `from` and `to` (RFC 3339; `from` strictly before `to`).
+    /// Parses `from` and `to` (RFC 3339; `from` strictly before `to`). Every
+    /// time RFC 3339 can write, years 0000 to 9999, is a valid end.
     pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Window, AppError> {
         let from = parse_time("from", from)?;
         let to = parse_time("to", to)?;
@@ -48,7 +50,7 @@ impl Window {
 
 /// The whole units of `unit` inside `[from, to)`, or `(to, to)` if none.
 fn inner(from: DateTime<Utc>, to: DateTime<Utc>, unit: TimeDelta) -> (DateTime<Utc>, DateTime<Utc>) {
-    let floor = |at: DateTime<Utc>| at.duration_trunc(unit).expect("truncation cannot overflow");
+    let floor = |at: DateTime<Utc>| floor_time(at, unit);
     let first = if floor(from) == from { from } else { floor(from) + unit };
     let last = floor(to);
     if first < last {
@@ -114,6 +116,21 @@ mod tests {
         let w =
             Window::parse(Some("2026-11-01T12:00:00.0000001+02:00"), Some("2026-11-01T11:00:00Z")).unwrap();
         assert_eq!(w.from, at("2026-11-01T10:00:00.000001Z"));
+    }
+
+    #[test]
+    fn windows_reach_from_year_0000_to_year_9999() {
+        for (from, to) in [
+            ("2026-11-27T00:00:00Z", "2262-04-12T00:00:00Z"),
+            ("0000-01-01T00:00:00Z", "2026-11-27T00:00:00Z"),
+            ("1600-01-01T00:30:00Z", "9999-12-31T23:59:59.999999999Z"),
+        ] {
+            let w = Window::parse(Some(from), Some(to)).unwrap();
+            assert!(w.from <= w.hours_from && w.hours_from <= w.hours_to && w.hours_to <= w.to, "{w:?}");
+            assert!(w.hours_from <= w.days_from && w.days_to <= w.hours_to, "{w:?}");
+        }
+        let w = Window::parse(Some("2262-04-11T23:30:00Z"), Some("2262-04-12T02:00:00Z")).unwrap();
+        assert_eq!((w.hours_from, w.hours_to), (at("2262-04-12T00:00:00Z"), at("2262-04-12T02:00:00Z")));
     }
 
     #[test]

@@ -148,9 +148,9 @@ const STEPS: &[(&str, &str)] = &[
     ),
     (
         "rtp_hourly",
-        "INSERT INTO rtp_hourly (player_id, bucket, game, currency, total_bet, total_win,
-                                 rolled_back_bet, rolled_back_win, rounds)
-         SELECT e.player_id, date_trunc('hour', e.created_at, 'UTC'), e.game, p.currency,
+        "INSERT INTO rtp_hourly (player_id, bucket, game, currency, operator_id, total_bet,
+                                 total_win, rolled_back_bet, rolled_back_win, rounds)
+         SELECT e.player_id, date_trunc('hour', e.created_at, 'UTC'), e.game, p.currency, p.operator_id,
                 coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND NOT e.rolled_back), 0),
                 coalesce(sum(e.amount) FILTER (WHERE e.kind = 'win'), 0),
                 coalesce(sum(e.amount) FILTER (WHERE e.kind = 'bet' AND e.rolled_back), 0),
@@ -159,7 +159,7 @@ const STEPS: &[(&str, &str)] = &[
          FROM seed_entries e
          JOIN players p ON p.id = e.player_id
          WHERE e.kind IN ('bet', 'win')
-         GROUP BY 1, 2, 3, 4",
+         GROUP BY 1, 2, 3, 4, 5",
     ),
     (
         "round_buckets",
