@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
+use wallet::config::ConnectionLimits;
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::provider::signature::sign;
 use wallet::{app, AppState};
@@ -24,10 +25,19 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(pool: PgPool) -> TestServer {
+        TestServer::start_with(pool, ConnectionLimits::default()).await
+    }
+
+    /// A server whose connections are limited as given, served exactly as
+    /// `wallet serve` serves.
+    pub async fn start_with(pool: PgPool, limits: ConnectionLimits) -> TestServer {
         let state = AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN_TOKEN);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+        let forever = std::future::pending::<()>();
+        tokio::spawn(
+            async move { wallet::server::serve(listener, app(state), limits, forever).await.unwrap() },
+        );
         TestServer { addr, pool, client: reqwest::Client::new() }
     }
 
