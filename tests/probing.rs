@@ -339,3 +339,42 @@ async fn idempotency_keys_may_be_any_utf8_text_and_bad_ones_are_named_for_what_i
     let message = body["message"].as_str().unwrap();
     assert!(message.starts_with("Idempotency-Key") && message.contains("UTF-8"), "{message}");
 }
+
+#[sqlx::test]
+async fn reports_read_only_their_own_operators_players_and_rollups(pool: PgPool) {
+    use wallet::reports::{store, window::Window};
+    sqlx::query("INSERT INTO operators (id, code) VALUES (2, 'other')").execute(&pool).await.unwrap();
+    player_with_balance(&pool, "home", "USD", 1_000).await;
+    sqlx::query("INSERT INTO players (operator_id, user_id, currency, balance) VALUES (2, 'away', 'USD', 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let home = batch_of("home", vec![Action::Bet { id: id(), amount: 100.try_into().unwrap() }]);
+    process_batch(&pool, DEFAULT_OPERATOR, &home).await.unwrap();
+    let away = batch_of("away", vec![Action::Win { id: id(), amount: 7.try_into().unwrap() }]);
+    process_batch(&pool, 2, &away).await.unwrap();
+
+    // Whole hours from the rollups and raw edges from the ledger, both.
+    let now = chrono::Utc::now();
+    for window in [
+        Window::new(now - chrono::TimeDelta::days(2), now + chrono::TimeDelta::days(2)),
+        Window::new(now - chrono::TimeDelta::minutes(1), now + chrono::TimeDelta::minutes(1)),
+    ] {
+        for (operator, bet, win) in [(DEFAULT_OPERATOR, 100, 0), (2, 0, 7)] {
+            let casino = store::casino(&pool, operator, &window, None).await.unwrap();
+            assert_eq!(casino.len(), 1, "operator {operator}: {casino:?}");
+            assert_eq!(
+                (casino[0].users, casino[0].totals.total_bet, casino[0].totals.total_win),
+                (1, bet, win)
+            );
+            let games = store::games(&pool, operator, &window, None, None, 10).await.unwrap();
+            assert_eq!(
+                games.iter().map(|g| (g.totals.total_bet, g.totals.total_win)).collect::<Vec<_>>(),
+                [(bet, win)]
+            );
+            let users = store::users(&pool, operator, &window, None, None, None, 10).await.unwrap();
+            let expected = if operator == 2 { "away" } else { "home" };
+            assert_eq!(users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(), [expected]);
+        }
+    }
+}

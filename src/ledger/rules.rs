@@ -426,3 +426,180 @@ impl Wallet {
 pub fn bucket_of(at: DateTime<Utc>) -> DateTime<Utc> {
     floor_time(at, TimeDelta::hours(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Amount, Currency, UserId};
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-27T10:30:00Z").unwrap().to_utc()
+    }
+
+    fn wallet(balance: i64, status: PlayerStatus, stored: Vec<StoredAction>) -> Wallet {
+        let player = Player { id: 1, currency: "USD".into(), balance, status, last_seq: 0 };
+        Wallet::new(player, now(), stored)
+    }
+
+    fn batch(actions: Vec<Action>) -> Batch {
+        Batch {
+            user_id: UserId::try_from("p".to_string()).unwrap(),
+            currency: Currency::try_from("USD".to_string()).unwrap(),
+            game: Some("slots".into()),
+            game_id: Some("round-1".into()),
+            actions,
+        }
+    }
+
+    fn bet(amount: i64) -> Action {
+        Action::Bet { id: Uuid::new_v4(), amount: Amount::try_from(amount).unwrap() }
+    }
+
+    fn win(amount: i64) -> Action {
+        Action::Win { id: Uuid::new_v4(), amount: Amount::try_from(amount).unwrap() }
+    }
+
+    fn rollback(original: Uuid) -> Action {
+        Action::Rollback { id: Uuid::new_v4(), original }
+    }
+
+    fn processed(action: Action, player_id: i64) -> StoredAction {
+        StoredAction::Processed(Processed {
+            action,
+            player_id,
+            tx_id: Uuid::new_v4(),
+            processed_at: now() - TimeDelta::hours(3),
+            game: Some("slots".into()),
+            game_id: Some("round-0".into()),
+            reversed_by: None,
+        })
+    }
+
+    #[test]
+    fn a_bet_debits_a_win_credits_and_each_is_written_once() {
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        let receipt = w.apply(&batch(vec![bet(30), win(50)])).unwrap();
+        assert_eq!(receipt.balance, 120);
+        assert_eq!(receipt.transactions.len(), 2);
+        let changes: Vec<i64> =
+            w.effects.entries.iter().map(|e| e.balance_after - e.balance_before).collect();
+        assert_eq!(changes, [-30, 50]);
+        let rollup = w.effects.rollups[&(bucket_of(now()), "slots".to_string())];
+        assert_eq!((rollup.total_bet, rollup.total_win), (30, 50));
+        assert_eq!(w.effects.rounds[&(bucket_of(now()), "slots".to_string(), "round-1".to_string())], 1);
+    }
+
+    #[test]
+    fn a_refused_request_keeps_nothing_and_the_next_sees_the_state_before_it() {
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        assert_eq!(w.apply(&batch(vec![win(10), bet(500)])), Err(Refusal::InsufficientFunds));
+        assert!(w.effects.is_empty() && w.effects.actions.is_empty() && w.effects.rollups.is_empty());
+        assert_eq!(w.player.balance, 100);
+        assert_eq!(w.apply(&batch(vec![bet(100)])).unwrap().balance, 0);
+    }
+
+    #[test]
+    fn a_repeat_answers_its_first_tx_id_and_other_parameters_are_refused() {
+        let first = bet(10);
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        let tx = w.apply(&batch(vec![first])).unwrap().transactions[0].1;
+        let again = w.apply(&batch(vec![first])).unwrap();
+        assert_eq!((again.transactions[0].1, again.balance), (tx, 90));
+        let Action::Bet { id, .. } = first else { unreachable!() };
+        let other = Action::Bet { id, amount: Amount::try_from(11).unwrap() };
+        assert_eq!(w.apply(&batch(vec![other])), Err(Refusal::ActionReused(id)));
+        let as_win = Action::Win { id, amount: Amount::try_from(10).unwrap() };
+        assert_eq!(w.apply(&batch(vec![as_win])), Err(Refusal::ActionReused(id)));
+    }
+
+    #[test]
+    fn another_players_action_is_reused_not_replayed() {
+        let theirs = bet(10);
+        let mut w = wallet(100, PlayerStatus::Active, vec![processed(theirs, 2)]);
+        assert_eq!(w.apply(&batch(vec![theirs])), Err(Refusal::ActionReused(theirs.id())));
+        assert_eq!(w.apply(&batch(vec![rollback(theirs.id())])), Err(Refusal::ForeignAction(theirs.id())));
+    }
+
+    #[test]
+    fn a_rollback_reverses_once_into_the_originals_hour() {
+        let original = bet(40);
+        let mut w = wallet(60, PlayerStatus::Active, vec![processed(original, 1)]);
+        let receipt = w.apply(&batch(vec![rollback(original.id())])).unwrap();
+        assert_eq!(receipt.balance, 100);
+        let hour = bucket_of(now() - TimeDelta::hours(3));
+        let rollup = w.effects.rollups[&(hour, "slots".to_string())];
+        assert_eq!((rollup.total_bet, rollup.rolled_back_bet), (-40, 40));
+        assert_eq!(w.effects.rounds[&(hour, "slots".to_string(), "round-0".to_string())], -1);
+        assert!(
+            matches!(&w.effects.actions[&original.id()], StoredAction::Processed(p) if p.reversed_by.is_some())
+        );
+        // A second rollback of it is accepted and moves nothing.
+        assert_eq!(w.apply(&batch(vec![rollback(original.id())])).unwrap().balance, 100);
+    }
+
+    #[test]
+    fn rolling_back_a_win_needs_the_funds() {
+        let original = win(80);
+        let mut w = wallet(50, PlayerStatus::Active, vec![processed(original, 1)]);
+        assert_eq!(w.apply(&batch(vec![rollback(original.id())])), Err(Refusal::InsufficientFunds));
+    }
+
+    #[test]
+    fn a_pre_rollback_leaves_a_placeholder_and_the_late_original_moves_nothing() {
+        let late = bet(25);
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        let pre = rollback(late.id());
+        assert_eq!(w.apply(&batch(vec![pre])).unwrap().balance, 100);
+        assert!(w.effects.actions[&late.id()].is_placeholder());
+        let receipt = w.apply(&batch(vec![late])).unwrap();
+        assert_eq!(receipt.balance, 100, "the late original is recorded reversed");
+        let rollup = w.effects.rollups[&(bucket_of(now()), "slots".to_string())];
+        assert_eq!((rollup.total_bet, rollup.rolled_back_bet), (0, 25));
+        assert!(
+            matches!(&w.effects.actions[&late.id()], StoredAction::Processed(p) if p.reversed_by == Some(pre.id()))
+        );
+    }
+
+    #[test]
+    fn rollbacks_of_rollbacks_are_refused_however_they_are_named() {
+        let earlier = rollback(Uuid::new_v4());
+        let mut w = wallet(100, PlayerStatus::Active, vec![processed(earlier, 1)]);
+        assert_eq!(w.apply(&batch(vec![rollback(earlier.id())])), Err(Refusal::RollbackOfRollback));
+        let id = Uuid::new_v4();
+        assert_eq!(
+            w.apply(&batch(vec![Action::Rollback { id, original: id }])),
+            Err(Refusal::RollbackOfRollback)
+        );
+        // A rollback arriving for an id a pre-rollback reserved as an original.
+        let reserved = Uuid::new_v4();
+        w.apply(&batch(vec![rollback(reserved)])).unwrap();
+        let late = Action::Rollback { id: reserved, original: Uuid::new_v4() };
+        assert_eq!(w.apply(&batch(vec![late])), Err(Refusal::RollbackOfRollback));
+    }
+
+    #[test]
+    fn a_blocked_player_cannot_bet_but_wins_and_rollbacks_go_through() {
+        let original = bet(10);
+        let mut w = wallet(100, PlayerStatus::SelfExcluded, vec![processed(original, 1)]);
+        assert_eq!(w.apply(&batch(vec![bet(1)])), Err(Refusal::PlayerBlocked));
+        assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
+    }
+
+    #[test]
+    fn another_currency_is_refused() {
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        let mut eur = batch(vec![bet(1)]);
+        eur.currency = Currency::try_from("EUR".to_string()).unwrap();
+        assert_eq!(w.apply(&eur), Err(Refusal::CurrencyMismatch));
+    }
+
+    #[test]
+    fn a_balance_never_wraps_past_its_largest_value() {
+        let mut w = wallet(i64::MAX - 5, PlayerStatus::Active, vec![]);
+        assert_eq!(w.apply(&batch(vec![win(10)])), Err(Refusal::BalanceOverflow));
+        assert_eq!(w.apply(&batch(vec![win(5)])).unwrap().balance, i64::MAX);
+        assert_eq!(apply_change(i64::MAX, 1), Err(Refusal::BalanceOverflow));
+        assert_eq!(apply_change(5, -6), Err(Refusal::InsufficientFunds));
+        assert_eq!(apply_change(5, -5), Ok(0));
+    }
+}
