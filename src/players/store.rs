@@ -111,7 +111,7 @@ pub async fn move_money(
     let change = match kind {
         EntryKind::Deposit => amount.minor_units(),
         EntryKind::Withdrawal => -amount.minor_units(),
-        other => unreachable!("not a back-office movement: {other:?}"),
+        other => return Err(AppError::internal(anyhow::anyhow!("{other:?} is not a back-office movement"))),
     };
     let fingerprint = format!("{}:{}", kind.as_str(), amount);
 
