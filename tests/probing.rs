@@ -198,24 +198,44 @@ fn batch_of(user_id: &str, actions: Vec<Action>) -> Batch {
 
 #[sqlx::test]
 async fn the_same_action_ids_sent_for_two_players_in_opposite_orders_never_deadlock(pool: PgPool) {
-    player_with_balance(&pool, "left", "USD", 1_000_000).await;
-    player_with_balance(&pool, "right", "USD", 1_000_000).await;
-    for trial in 0..20 {
-        let ids: Vec<_> = (0..60).map(|_| id()).collect();
-        let amount = wallet::domain::Amount::try_from(1).unwrap();
-        let forward = batch_of("left", ids.iter().map(|&id| Action::Bet { id, amount }).collect());
-        let backward = batch_of("right", ids.iter().rev().map(|&id| Action::Bet { id, amount }).collect());
-        let (a, b) = tokio::join!(
-            process_batch(&pool, DEFAULT_OPERATOR, &forward),
-            process_batch(&pool, DEFAULT_OPERATOR, &backward)
-        );
-        let statuses = [&a, &b]
-            .map(|outcome| outcome.as_ref().map_or_else(AppError::status, |_| axum::http::StatusCode::OK));
-        assert!(
-            statuses.contains(&axum::http::StatusCode::OK)
-                && statuses.contains(&axum::http::StatusCode::CONFLICT),
-            "trial {trial}: one request wins the ids, the other is a 409: {a:?} / {b:?}"
-        );
+    // Four pairs of players at once, each pair sending the same 100 new ids
+    // in opposite orders, thirty times: without a stable insert order most
+    // runs meet a deadlock somewhere.
+    const PAIRS: usize = 4;
+    for pair in 0..PAIRS {
+        player_with_balance(&pool, &format!("left-{pair}"), "USD", 1_000_000).await;
+        player_with_balance(&pool, &format!("right-{pair}"), "USD", 1_000_000).await;
+    }
+    let amount = wallet::domain::Amount::try_from(1).unwrap();
+    for trial in 0..30 {
+        let contests = (0..PAIRS).map(|pair| {
+            let pool = pool.clone();
+            async move {
+                let ids: Vec<_> = (0..100).map(|_| id()).collect();
+                let forward = batch_of(
+                    &format!("left-{pair}"),
+                    ids.iter().map(|&id| Action::Bet { id, amount }).collect(),
+                );
+                let backward = batch_of(
+                    &format!("right-{pair}"),
+                    ids.iter().rev().map(|&id| Action::Bet { id, amount }).collect(),
+                );
+                tokio::join!(
+                    process_batch(&pool, DEFAULT_OPERATOR, &forward),
+                    process_batch(&pool, DEFAULT_OPERATOR, &backward)
+                )
+            }
+        });
+        for (a, b) in futures::future::join_all(contests).await {
+            let statuses = [&a, &b].map(|outcome| {
+                outcome.as_ref().map_or_else(AppError::status, |_| axum::http::StatusCode::OK)
+            });
+            assert!(
+                statuses.contains(&axum::http::StatusCode::OK)
+                    && statuses.contains(&axum::http::StatusCode::CONFLICT),
+                "trial {trial}: one request wins the ids, the other is a 409: {a:?} / {b:?}"
+            );
+        }
     }
 }
 
