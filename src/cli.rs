@@ -90,8 +90,7 @@ fn init_tracing() {
 }
 
 async fn summarize(args: &DatabaseArgs) -> anyhow::Result<()> {
-    crate::prepare_database(&args.database_url).await?;
-    let pool = sqlx::PgPool::connect(&args.database_url).await?;
+    let pool = crate::tools::connect_existing(&args.database_url).await?;
     let done = crate::reports::summary::summarize(&pool).await?;
     match done.sealed_until {
         _ if done.busy => println!("another summariser is running; nothing done"),

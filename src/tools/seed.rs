@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
 
 use crate::config::DatabaseArgs;
 use crate::domain::{Amount, Currency, DEFAULT_OPERATOR};
@@ -30,8 +29,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let currency = Currency::try_from(args.currency).context("--currency")?;
     let balance = Amount::try_from(args.balance).context("--balance")?;
     anyhow::ensure!(args.players >= 0, "--players must not be negative");
-    crate::prepare_database(&args.database.database_url).await?;
-    let pool = PgPoolOptions::new().max_connections(1).connect(&args.database.database_url).await?;
+    let pool = super::connect_existing(&args.database.database_url).await?;
     crate::ledger::partitions::ensure_ahead(&pool).await?;
     let started = Instant::now();
     let created = seed_players(&pool, &args.prefix, args.players, balance.minor_units(), &currency).await?;

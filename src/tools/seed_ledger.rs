@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::{Months, TimeDelta, Utc};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::Connection;
 
 use crate::config::DatabaseArgs;
@@ -189,8 +188,7 @@ pub async fn run(args: SeedLedgerArgs) -> anyhow::Result<()> {
         args.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "--prefix may hold letters, digits, '-' and '_' only"
     );
-    crate::prepare_database(&args.database.database_url).await?;
-    let pool = PgPoolOptions::new().max_connections(2).connect(&args.database.database_url).await?;
+    let pool = super::connect_existing(&args.database.database_url).await?;
     let end = Utc::now();
     let start = end.checked_sub_months(Months::new(args.months)).context("--months is too far back")?;
     crate::ledger::partitions::ensure_range(&pool, start - TimeDelta::days(1), end).await?;
