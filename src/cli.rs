@@ -1,5 +1,8 @@
-//! The `wallet` command line.
+//! The `wallet` command line: parses the command, writes logs for whoever
+//! reads them (a person at a terminal, or a log collector), runs the command
+//! and reports its failure, with what to do about it where that is known.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -8,6 +11,7 @@ use crate::config::{DatabaseArgs, ServeArgs};
 use crate::tools::seed::SeedArgs;
 use crate::tools::seed_ledger::SeedLedgerArgs;
 use crate::tools::simulate::SimulateArgs;
+use crate::tools::DatabaseUnreachable;
 
 #[derive(clap::Args)]
 struct ReconcileArgs {
@@ -49,7 +53,8 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let format = init_tracing();
+    let database_url = cli.command.database_url().map(str::to_owned);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -69,24 +74,101 @@ pub fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "wallet failed");
+            let error = with_hint(error, database_url.as_deref());
+            match format {
+                LogFormat::Text => eprintln!("{}", plain_error(&error)),
+                LogFormat::Json => tracing::error!(error = format!("{error:#}"), "wallet failed"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-/// JSON logs by default; `LOG_FORMAT=text` for people at a terminal.
-fn init_tracing() {
+impl Command {
+    /// The database the command works on, if it works on one.
+    fn database_url(&self) -> Option<&str> {
+        match self {
+            Command::Serve(args) => Some(&args.database.database_url),
+            Command::Migrate(args) | Command::Summarize(args) => Some(&args.database_url),
+            Command::Reconcile(args) => Some(&args.database.database_url),
+            Command::Seed(args) => Some(&args.database.database_url),
+            Command::SeedLedger(args) => Some(&args.database.database_url),
+            Command::Bench(_) | Command::Simulate(_) => None,
+        }
+    }
+}
+
+/// How log lines, and a command's final error, are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Lines for a person to read.
+    Text,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT=json|text` decides; without it (or with anything else), a
+    /// person at a terminal reads text, and services and pipes get JSON.
+    fn choose(setting: Option<&str>, terminal: bool) -> LogFormat {
+        match setting {
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            _ if terminal => LogFormat::Text,
+            _ => LogFormat::Json,
+        }
+    }
+}
+
+fn init_tracing() -> LogFormat {
     use tracing_subscriber::EnvFilter;
+    let setting = std::env::var("LOG_FORMAT").ok();
+    let terminal = std::io::stderr().is_terminal();
+    let format = LogFormat::choose(setting.as_deref(), terminal);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "text") {
-        builder.init();
-    } else {
+    match format {
+        LogFormat::Text => builder.with_ansi(terminal).init(),
         // The request span's fields (request_id, method, route) go on every
         // line logged while handling that request.
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init()
+        }
     }
+    if let Some(value) = setting.filter(|value| !matches!(value.as_str(), "json" | "text")) {
+        tracing::warn!(value, "LOG_FORMAT is neither `json` nor `text`; ignored");
+    }
+    format
+}
+
+/// Adds what to do about it to an error a person can fix: no PostgreSQL
+/// where `database_url` points. The message names the server, never the
+/// URL, which may hold a password.
+fn with_hint(error: anyhow::Error, database_url: Option<&str>) -> anyhow::Error {
+    let unreachable = error
+        .chain()
+        .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(crate::tools::is_unreachable));
+    match database_url {
+        Some(url) if unreachable && error.downcast_ref::<DatabaseUnreachable>().is_none() => {
+            error.context(DatabaseUnreachable { server: crate::tools::server_of(url) })
+        }
+        _ => error,
+    }
+}
+
+/// `error: …`, then each cause on a line of its own (a cause that only
+/// repeats the one before it is left out).
+fn plain_error(error: &anyhow::Error) -> String {
+    let mut text = format!("error: {error}");
+    let mut previous = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !previous.contains(&cause) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+        previous = cause;
+    }
+    text
 }
 
 async fn summarize(args: &DatabaseArgs) -> anyhow::Result<()> {
@@ -101,4 +183,78 @@ async fn summarize(args: &DatabaseArgs) -> anyhow::Result<()> {
         None => println!("nothing to seal yet"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn logs_are_text_at_a_terminal_and_json_elsewhere_unless_log_format_says() {
+        assert_eq!(LogFormat::choose(None, true), LogFormat::Text);
+        assert_eq!(LogFormat::choose(None, false), LogFormat::Json);
+        assert_eq!(LogFormat::choose(Some("json"), true), LogFormat::Json);
+        assert_eq!(LogFormat::choose(Some("text"), false), LogFormat::Text);
+        assert_eq!(LogFormat::choose(Some("yaml"), false), LogFormat::Json);
+        assert_eq!(LogFormat::choose(Some("yaml"), true), LogFormat::Text);
+    }
+
+    #[test]
+    fn every_flag_of_every_command_says_what_it_is_for() {
+        let cli = Cli::command();
+        let mut unexplained = Vec::new();
+        for command in cli.get_subcommands() {
+            assert!(command.get_about().is_some(), "`wallet {}` has no description", command.get_name());
+            for arg in command.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                if help.trim().is_empty() && arg.get_id() != "help" {
+                    unexplained.push(format!("wallet {} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(unexplained.is_empty(), "flags without help text: {unexplained:?}");
+    }
+
+    #[test]
+    fn secrets_given_in_the_environment_stay_out_of_help() {
+        let cli = Cli::command();
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                let secret =
+                    matches!(arg.get_env().and_then(|e| e.to_str()), Some("HMAC_SECRETS" | "ADMIN_TOKEN"));
+                assert!(
+                    !secret || arg.is_hide_env_values_set(),
+                    "wallet {} --{} shows its secret's value",
+                    command.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_named_by_server_with_a_hint_and_without_its_password() {
+        let url = "postgres://wallet:hunter2@127.0.0.1:1/wallet";
+        let error = crate::prepare_database(url).await.expect_err("nothing listens on port 1");
+        let shown = plain_error(&with_hint(error, Some(url)));
+        assert!(
+            shown.starts_with(
+                "error: cannot reach PostgreSQL at 127.0.0.1:1 — is it running? set DATABASE_URL"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_plain_error_gives_each_cause_once_on_a_line_of_its_own() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = anyhow::Error::new(sqlx::Error::Io(io)).context("cannot reach Postgres");
+        assert_eq!(
+            plain_error(&error),
+            "error: cannot reach Postgres\n  caused by: error communicating with database: connection refused"
+        );
+    }
 }
