@@ -55,6 +55,13 @@ pub struct NotAWalletDatabase {
     pub server: String,
 }
 
+/// The secret a tool signs with, read as the service reads `HMAC_SECRETS`:
+/// comma-separated, empty entries ignored, none at all meaning the
+/// development secret `test`. Any of them is accepted, so the first will do.
+pub(crate) fn first_secret(secrets: &str) -> Result<String, std::convert::Infallible> {
+    Ok(secrets.split(',').find(|s| !s.is_empty()).unwrap_or("test").to_string())
+}
+
 /// Where a database URL points, for messages: `host:port`, or the socket
 /// directory; never the user's password.
 pub fn server_of(database_url: &str) -> String {

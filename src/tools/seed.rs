@@ -12,16 +12,17 @@ pub struct SeedArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// How many players: `<prefix>1` … `<prefix>N`.
-    #[arg(long)]
+    #[arg(long, default_value_t = 10_000)]
     pub players: i64,
-    /// Starting balance of each player, in minor units.
-    #[arg(long)]
+    /// Starting balance of each player, in minor units (the default lasts
+    /// `wallet bench` for hours).
+    #[arg(long, default_value_t = 1_000_000_000_000)]
     pub balance: i64,
-    /// Currency of every player.
-    #[arg(long)]
+    /// Currency of every player: 3 to 10 characters of A-Z and 0-9.
+    #[arg(long, default_value = "USD")]
     pub currency: String,
-    /// Prefix of the user ids.
-    #[arg(long)]
+    /// Prefix of the user ids. The defaults are the players `wallet bench` plays with.
+    #[arg(long, default_value = "P")]
     pub prefix: String,
 }
 

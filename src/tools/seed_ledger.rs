@@ -250,9 +250,10 @@ pub async fn run(args: SeedLedgerArgs) -> anyhow::Result<()> {
     println!("{:<16} {:>12}      {:>10.1?}", "vacuum", "", step.elapsed());
     drop(conn);
     println!(
-        "wrote {written} bets, wins and rollbacks for {} players over {} months in {:.1?}",
+        "wrote {written} bets, wins and rollbacks for {} players over {} month{} in {:.1?}",
         args.players,
         args.months,
+        if args.months == 1 { "" } else { "s" },
         started.elapsed()
     );
     pool.close().await;
