@@ -146,8 +146,9 @@ impl Counts {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Why the reports count fewer rounds than were asked for, when they do.
-    fn summary(&self, requested: u64) -> String {
+    /// How the run went, and why the reports count fewer rounds than were
+    /// asked for, when they do.
+    fn summary(&self, requested: u64, took: Duration) -> String {
         let [counted, rolled_back, rolled_back_first, requests, repeated, retried] = [
             &self.counted,
             &self.rolled_back,
@@ -158,7 +159,7 @@ impl Counts {
         ]
         .map(|counter| counter.load(Ordering::Relaxed));
         let played = counted + rolled_back + rolled_back_first;
-        let mut text = format!("rounds: {requested} requested, {played} played");
+        let mut text = format!("rounds: {requested} requested, {played} played in {took:.1?}");
         if played < requested {
             text.push_str(&format!(" ({} not played: the run stopped early)", requested - played));
         }
@@ -328,6 +329,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         ProgressBar::hidden()
     };
     let progress_lines = (!terminal).then(|| tokio::spawn(progress_lines(bar.clone(), args.rounds)));
+    let playing = Instant::now();
     let next_round = Arc::new(AtomicU64::new(0));
     let tallies = Arc::new(Mutex::new(BTreeMap::<String, Tally>::new()));
     let mut workers = tokio::task::JoinSet::new();
@@ -372,14 +374,15 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if let Some(lines) = progress_lines {
         lines.abort();
     }
+    // The bar goes: the summary says where it ended.
+    bar.finish_and_clear();
+    let took = playing.elapsed();
     if let Some(error) = stopped {
-        bar.abandon();
-        println!("{}", client.counts.summary(args.rounds));
+        println!("{}", client.counts.summary(args.rounds, took));
         let played = client.counts.played();
         return Err(error.context(format!("the run stopped after {played} of {} rounds", args.rounds)));
     }
-    bar.finish();
-    println!("{}", client.counts.summary(args.rounds));
+    println!("{}", client.counts.summary(args.rounds, took));
     let finished = Utc::now() + TimeDelta::seconds(1);
     let tallies = tallies.lock().expect("workers are done").clone();
 
@@ -587,8 +590,8 @@ mod tests {
         counts.requests.store(9, Ordering::Relaxed);
         counts.repeated.store(1, Ordering::Relaxed);
         assert_eq!(
-            counts.summary(5),
-            "rounds: 5 requested, 5 played; the reports count 3 as rounds: 2 were rolled back \
+            counts.summary(5, Duration::from_millis(1500)),
+            "rounds: 5 requested, 5 played in 1.5s; the reports count 3 as rounds: 2 were rolled back \
              (1 after they were played, 1 before their bet arrived) and count in rolled_back_bet \
              and rolled_back_win instead\n\
              requests: 9 sent, 1 of them repeats on purpose (each answered as the first), \
@@ -601,7 +604,7 @@ mod tests {
         let counts = Counts::default();
         counts.add(Fate::Counted);
         assert!(counts
-            .summary(4)
-            .starts_with("rounds: 4 requested, 1 played (3 not played: the run stopped early)\n"));
+            .summary(4, Duration::from_secs(2))
+            .starts_with("rounds: 4 requested, 1 played in 2.0s (3 not played: the run stopped early)\n"));
     }
 }
