@@ -142,16 +142,22 @@ fn init_tracing() -> LogFormat {
 }
 
 /// Adds what to do about it to an error a person can fix: no PostgreSQL
-/// where `database_url` points. The message names the server, never the
-/// URL, which may hold a password.
+/// where `database_url` points (named by its server, never by the URL,
+/// which may hold a password), or a listen address already taken.
 fn with_hint(error: anyhow::Error, database_url: Option<&str>) -> anyhow::Error {
     let unreachable = error
         .chain()
         .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(crate::tools::is_unreachable));
+    let address_taken = error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    });
     match database_url {
         Some(url) if unreachable && error.downcast_ref::<DatabaseUnreachable>().is_none() => {
             error.context(DatabaseUnreachable { server: crate::tools::server_of(url) })
         }
+        _ if address_taken => error.context(
+            "the address is taken: stop what listens there, or set WALLET_ADDR (port 0 picks a free port)",
+        ),
         _ => error,
     }
 }
@@ -246,6 +252,22 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_taken_listen_address_says_how_to_choose_another() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let error = std::net::TcpListener::bind(addr).expect_err("the port is taken");
+        let error = anyhow::Error::new(error).context(format!("cannot listen on {addr}"));
+
+        let shown = plain_error(&with_hint(error, Some("postgres://postgres@localhost/wallet")));
+
+        assert!(
+            shown.starts_with("error: the address is taken: stop what listens there, or set WALLET_ADDR"),
+            "{shown}"
+        );
+        assert!(shown.contains(&format!("caused by: cannot listen on {addr}")), "{shown}");
     }
 
     #[test]
