@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
 use crate::tools::seed::SeedArgs;
@@ -51,8 +51,26 @@ enum Command {
     Summarize(DatabaseArgs),
 }
 
+/// The command line: [`Cli`], with the value DATABASE_URL has in the
+/// environment kept out of `--help` like the other secrets' (it may carry a
+/// password).
+fn command_line() -> clap::Command {
+    let mut command = Cli::command();
+    let names: Vec<String> = command.get_subcommands().map(|sub| sub.get_name().to_string()).collect();
+    for name in names {
+        command = command.mut_subcommand(name, |sub| {
+            if sub.get_arguments().any(|arg| arg.get_id() == "database_url") {
+                sub.mut_arg("database_url", |arg| arg.hide_env_values(true))
+            } else {
+                sub
+            }
+        });
+    }
+    command
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|error| error.exit());
     let format = init_tracing();
     let database_url = cli.command.database_url().map(str::to_owned);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -143,17 +161,30 @@ fn init_tracing() -> LogFormat {
 
 /// Adds what to do about it to an error a person can fix: no PostgreSQL
 /// where `database_url` points (named by its server, never by the URL,
-/// which may hold a password), or a listen address already taken.
+/// which may hold a password), a database migrated by another version of
+/// the service, or a listen address already taken.
 fn with_hint(error: anyhow::Error, database_url: Option<&str>) -> anyhow::Error {
     let unreachable = error
         .chain()
         .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(crate::tools::is_unreachable));
+    let unknown_migration = error.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(sqlx::migrate::MigrateError::VersionMissing(version)) => Some(*version),
+        _ => None,
+    });
     let address_taken = error.chain().any(|cause| {
         cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
     });
-    match database_url {
-        Some(url) if unreachable && error.downcast_ref::<DatabaseUnreachable>().is_none() => {
+    match (database_url, unknown_migration) {
+        (Some(url), _) if unreachable && error.downcast_ref::<DatabaseUnreachable>().is_none() => {
             error.context(DatabaseUnreachable { server: crate::tools::server_of(url) })
+        }
+        (Some(url), Some(version)) => {
+            let database = url.rsplit('/').next().and_then(|name| name.split('?').next()).unwrap_or(url);
+            error.context(format!(
+                "database `{database}` at {} was migrated by another version of wallet (its migration \
+                 {version} is not in this one): point DATABASE_URL at another database, or drop this one",
+                crate::tools::server_of(url)
+            ))
         }
         _ if address_taken => error.context(
             "the address is taken: stop what listens there, or set WALLET_ADDR (port 0 picks a free port)",
@@ -225,11 +256,13 @@ mod tests {
 
     #[test]
     fn secrets_given_in_the_environment_stay_out_of_help() {
-        let cli = Cli::command();
+        let cli = command_line();
         for command in cli.get_subcommands() {
             for arg in command.get_arguments() {
-                let secret =
-                    matches!(arg.get_env().and_then(|e| e.to_str()), Some("HMAC_SECRETS" | "ADMIN_TOKEN"));
+                let secret = matches!(
+                    arg.get_env().and_then(|e| e.to_str()),
+                    Some("HMAC_SECRETS" | "ADMIN_TOKEN" | "DATABASE_URL")
+                );
                 assert!(
                     !secret || arg.is_hide_env_values_set(),
                     "wallet {} --{} shows its secret's value",
@@ -252,6 +285,37 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_another_version_says_so_and_what_to_do() {
+        use sqlx::migrate::MigrateDatabase;
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL (.cargo/config.toml sets one)");
+        let name = format!("wallet_cli_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{name}", base.rsplit_once('/').expect("a database name").0);
+        crate::prepare_database(&url).await.unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (999999, 'from a later version', true, '\\x00', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let error = crate::prepare_database(&url).await.expect_err("migration 999999 is unknown here");
+        let shown = plain_error(&with_hint(error, Some(&url)));
+
+        assert!(
+            shown.starts_with(&format!(
+                "error: database `{name}` at {} was migrated by another version of wallet \
+                 (its migration 999999 is not in this one): point DATABASE_URL at another database",
+                crate::tools::server_of(&url)
+            )),
+            "{shown}"
+        );
+        sqlx::Postgres::drop_database(&url).await.unwrap();
     }
 
     #[test]
