@@ -26,8 +26,9 @@ const ROUNDS_PER_SESSION: f64 = 40.0;
 pub struct SeedLedgerArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Roughly how many bets, wins and rollbacks to write.
-    #[arg(long)]
+    /// Roughly how many bets, wins and rollbacks to write (10,000,000 take
+    /// minutes and 5 GB).
+    #[arg(long, default_value_t = 1_000_000)]
     pub actions: u64,
     /// Months of history, ending now.
     #[arg(long, default_value_t = 3)]
