@@ -206,12 +206,17 @@ struct Harness {
 }
 
 impl Harness {
-    /// A database of its own for this test, migrated like production.
+    /// A database of its own for this test, migrated like production, named
+    /// after the suite's database so that `scripts/test` reconciles it and
+    /// leaves alone those of another suite on the same server.
     fn new() -> Harness {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-        let name = format!("wallet_model_{}", Uuid::new_v4().simple());
-        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        let (server, suite) = base.rsplit_once('/').unwrap();
+        let suite = suite.split('?').next().unwrap();
+        let name = format!("{suite}_model_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        assert!(name.len() <= 63, "{name} is longer than PostgreSQL's names");
+        let url = format!("{server}/{name}");
         let pool = runtime.block_on(async {
             wallet::prepare_database(&url).await.unwrap();
             PgPoolOptions::new().max_connections(2).connect(&url).await.unwrap()

@@ -9,6 +9,7 @@
 //! they moved must equal what the accepted requests should have moved.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::IsTerminal;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,10 +69,11 @@ pub struct BenchArgs {
     /// Base URL of the running service.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Provider secret to sign with.
-    #[arg(long, default_value = "test", hide_default_value = true)]
+    /// Provider HMAC secret to sign with: the service's `HMAC_SECRETS`, or its first one.
+    #[arg(long, env = "HMAC_SECRETS", hide_env_values = true, default_value = "test",
+          value_parser = super::first_secret)]
     pub secret: String,
-    /// bet | round | batch:N | hot | zipf
+    /// What each request carries: bet | round | batch:N (N actions) | hot (one player) | zipf
     #[arg(long, default_value = "bet")]
     pub workload: Workload,
     /// Concurrent connections (closed loop), or the most requests in flight (open loop).
@@ -89,8 +91,10 @@ pub struct BenchArgs {
     /// Players `<prefix>1` … `<prefix><players>` must exist (see `wallet seed`).
     #[arg(long, default_value_t = 10_000)]
     pub players: usize,
+    /// Prefix of the players' user ids, as given to `wallet seed`.
     #[arg(long, default_value = "P")]
     pub prefix: String,
+    /// Currency of the players, as given to `wallet seed`.
     #[arg(long, default_value = "USD")]
     pub currency: String,
     /// Amount of each bet, in minor units.
@@ -476,9 +480,13 @@ impl Connections {
     }
 
     async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.authority))?;
+        let stream = tokio::net::TcpStream::connect(&self.authority).await.with_context(|| {
+            format!(
+                "cannot connect to {}: is the wallet running there? start it \
+                     (`cargo run --release -- serve`) or pass --url",
+                self.authority
+            )
+        })?;
         stream.set_nodelay(true)?;
         let (connection, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         // The driver ends when its handle is dropped or the service closes the connection.
@@ -571,7 +579,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     }
     let seconds = started.elapsed().as_secs_f64();
     progress.abort();
-    eprintln!();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
 
     let after = balances(&connections, &args, &touched).await?;
     let money_moved: i64 = touched.iter().map(|p| after[p] - before[p]).sum();
@@ -609,11 +619,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     Ok(report.money_conserved && report.replay_mismatches == 0 && !(args.fail_on_errors && errors))
 }
 
+/// Requests sent so far and the rate: a line rewritten every second at a
+/// terminal, a new line every five seconds for a log.
 async fn show_progress(tally: Arc<Tally>, started: Instant) {
-    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    let terminal = std::io::stderr().is_terminal();
+    let period = Duration::from_secs(if terminal { 1 } else { 5 });
+    let mut every = tokio::time::interval(period);
+    every.tick().await;
     let mut last = 0;
     loop {
-        every_second.tick().await;
+        every.tick().await;
         let sent = tally.sent.load(Ordering::Relaxed);
         let failed: u64 = tally
             .outcomes
@@ -623,13 +638,18 @@ async fn show_progress(tally: Arc<Tally>, started: Instant) {
             .filter(|(k, _)| *k != "200")
             .map(|(_, v)| v)
             .sum();
-        eprint!(
-            "\r{:>6.1}s  {:>9} requests  {:>8} req/s  {:>6} failed   ",
+        let line = format!(
+            "{:>6.1}s  {:>9} requests  {:>8.0} req/s  {:>6} failed",
             started.elapsed().as_secs_f64(),
             sent,
-            sent - last,
+            (sent - last) as f64 / period.as_secs_f64(),
             failed
         );
+        if terminal {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
         last = sent;
     }
 }

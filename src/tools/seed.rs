@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
 
 use crate::config::DatabaseArgs;
 use crate::domain::{Amount, Currency, DEFAULT_OPERATOR};
@@ -13,16 +12,17 @@ pub struct SeedArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// How many players: `<prefix>1` … `<prefix>N`.
-    #[arg(long)]
+    #[arg(long, default_value_t = 10_000)]
     pub players: i64,
-    /// Starting balance of each player, in minor units.
-    #[arg(long)]
+    /// Starting balance of each player, in minor units (the default lasts
+    /// `wallet bench` for hours).
+    #[arg(long, default_value_t = 1_000_000_000_000)]
     pub balance: i64,
-    /// Currency of every player.
-    #[arg(long)]
+    /// Currency of every player: 3 to 10 characters of A-Z and 0-9.
+    #[arg(long, default_value = "USD")]
     pub currency: String,
-    /// Prefix of the user ids.
-    #[arg(long)]
+    /// Prefix of the user ids. The defaults are the players `wallet bench` plays with.
+    #[arg(long, default_value = "P")]
     pub prefix: String,
 }
 
@@ -30,8 +30,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let currency = Currency::try_from(args.currency).context("--currency")?;
     let balance = Amount::try_from(args.balance).context("--balance")?;
     anyhow::ensure!(args.players >= 0, "--players must not be negative");
-    crate::prepare_database(&args.database.database_url).await?;
-    let pool = PgPoolOptions::new().max_connections(1).connect(&args.database.database_url).await?;
+    let pool = super::connect_existing(&args.database.database_url).await?;
     crate::ledger::partitions::ensure_ahead(&pool).await?;
     let started = Instant::now();
     let created = seed_players(&pool, &args.prefix, args.players, balance.minor_units(), &currency).await?;

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::{Months, TimeDelta, Utc};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::Connection;
 
 use crate::config::DatabaseArgs;
@@ -27,8 +26,9 @@ const ROUNDS_PER_SESSION: f64 = 40.0;
 pub struct SeedLedgerArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Roughly how many bets, wins and rollbacks to write.
-    #[arg(long)]
+    /// Roughly how many bets, wins and rollbacks to write (10,000,000 take
+    /// minutes and 5 GB).
+    #[arg(long, default_value_t = 1_000_000)]
     pub actions: u64,
     /// Months of history, ending now.
     #[arg(long, default_value_t = 3)]
@@ -189,8 +189,7 @@ pub async fn run(args: SeedLedgerArgs) -> anyhow::Result<()> {
         args.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "--prefix may hold letters, digits, '-' and '_' only"
     );
-    crate::prepare_database(&args.database.database_url).await?;
-    let pool = PgPoolOptions::new().max_connections(2).connect(&args.database.database_url).await?;
+    let pool = super::connect_existing(&args.database.database_url).await?;
     let end = Utc::now();
     let start = end.checked_sub_months(Months::new(args.months)).context("--months is too far back")?;
     crate::ledger::partitions::ensure_range(&pool, start - TimeDelta::days(1), end).await?;
@@ -252,9 +251,10 @@ pub async fn run(args: SeedLedgerArgs) -> anyhow::Result<()> {
     println!("{:<16} {:>12}      {:>10.1?}", "vacuum", "", step.elapsed());
     drop(conn);
     println!(
-        "wrote {written} bets, wins and rollbacks for {} players over {} months in {:.1?}",
+        "wrote {written} bets, wins and rollbacks for {} players over {} month{} in {:.1?}",
         args.players,
         args.months,
+        if args.months == 1 { "" } else { "s" },
         started.elapsed()
     );
     pool.close().await;

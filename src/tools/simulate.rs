@@ -9,9 +9,10 @@
 //! players and currency, so the reports for its window hold its rounds only.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
@@ -37,10 +38,10 @@ const GAMES: [&str; 4] = ["sim:slots", "sim:roulette", "sim:blackjack", "sim:cra
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Players to create and play with.
-    #[arg(long)]
+    #[arg(long, default_value_t = 200)]
     pub players: u64,
-    /// Rounds to play in total.
-    #[arg(long)]
+    /// Rounds to play in total, spread evenly over the players.
+    #[arg(long, default_value_t = 20_000)]
     pub rounds: u64,
     /// Rounds in flight at once.
     #[arg(long, default_value_t = 8)]
@@ -51,11 +52,12 @@ pub struct SimulateArgs {
     /// Base URL of the wallet (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Provider HMAC secret.
-    #[arg(long, default_value = "test", hide_default_value = true)]
+    /// Provider HMAC secret to sign with: the service's `HMAC_SECRETS`, or its first one.
+    #[arg(long, env = "HMAC_SECRETS", hide_env_values = true, default_value = "test",
+          value_parser = super::first_secret)]
     pub secret: String,
-    /// Back-office bearer token.
-    #[arg(long, default_value = "admin", hide_default_value = true)]
+    /// Back-office bearer token: the service's `ADMIN_TOKEN`.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, default_value = "admin")]
     pub admin_token: String,
     /// Prefix of the user ids; a run tag is added so runs never share players.
     #[arg(long, default_value = "sim")]
@@ -103,22 +105,98 @@ impl Tally {
     }
 }
 
+/// What became of a round that was played to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Played and left standing: a round in the reports.
+    Counted,
+    /// Rolled back after it was played: in `rolled_back_bet`/`_win`, not in `rounds`.
+    RolledBack,
+    /// Its rollback arrived before its bet: in `rolled_back_bet`, not in `rounds`.
+    RolledBackFirst,
+}
+
+/// How many rounds met each fate, and what it took in requests.
+#[derive(Debug, Default)]
+struct Counts {
+    counted: AtomicU64,
+    rolled_back: AtomicU64,
+    rolled_back_first: AtomicU64,
+    /// Requests sent, repeats and retries included.
+    requests: AtomicU64,
+    /// Requests sent a second time on purpose, to check idempotency.
+    repeated: AtomicU64,
+    /// Requests sent again after a 429, a 5xx or a transport error.
+    retried: AtomicU64,
+}
+
+impl Counts {
+    fn played(&self) -> u64 {
+        self.counted.load(Ordering::Relaxed)
+            + self.rolled_back.load(Ordering::Relaxed)
+            + self.rolled_back_first.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, fate: Fate) {
+        let counter = match fate {
+            Fate::Counted => &self.counted,
+            Fate::RolledBack => &self.rolled_back,
+            Fate::RolledBackFirst => &self.rolled_back_first,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How the run went, and why the reports count fewer rounds than were
+    /// asked for, when they do.
+    fn summary(&self, requested: u64, took: Duration) -> String {
+        let [counted, rolled_back, rolled_back_first, requests, repeated, retried] = [
+            &self.counted,
+            &self.rolled_back,
+            &self.rolled_back_first,
+            &self.requests,
+            &self.repeated,
+            &self.retried,
+        ]
+        .map(|counter| counter.load(Ordering::Relaxed));
+        let played = counted + rolled_back + rolled_back_first;
+        let mut text = format!("rounds: {requested} requested, {played} played in {took:.1?}");
+        if played < requested {
+            text.push_str(&format!(" ({} not played: the run stopped early)", requested - played));
+        }
+        if counted < played {
+            text.push_str(&format!(
+                "; the reports count {counted} as rounds: {} were rolled back \
+                 ({rolled_back} after they were played, {rolled_back_first} before their bet arrived) \
+                 and count in rolled_back_bet and rolled_back_win instead",
+                rolled_back + rolled_back_first
+            ));
+        }
+        text.push_str(&format!(
+            "\nrequests: {requests} sent, {repeated} of them repeats on purpose \
+             (each answered as the first), {retried} retries after a 429, a 5xx or a transport error"
+        ));
+        text
+    }
+}
+
 struct Client {
     http: reqwest::Client,
     url: String,
     secret: String,
     admin_token: String,
+    counts: Counts,
 }
 
 impl Client {
-    /// Sends a signed provider request, retrying transport errors and 5xx
-    /// with the same body (safe: action ids make it idempotent).
+    /// Sends a signed provider request, retrying transport errors, 429 and
+    /// 5xx with the same body (safe: action ids make it idempotent).
     async fn process(&self, body: &Value) -> anyhow::Result<Value> {
         let bytes = serde_json::to_vec(body)?;
         let signature = sign(self.secret.as_bytes(), &bytes);
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.counts.requests.fetch_add(1, Ordering::Relaxed);
             let sent = self
                 .http
                 .post(format!("{}/v1/process", self.url))
@@ -131,14 +209,18 @@ impl Client {
                 Ok(response) if response.status().is_success() => {
                     return Ok(response.json().await?);
                 }
-                Ok(response) if response.status().is_server_error() && attempt < 5 => {}
+                Ok(response) if retryable(response.status()) && attempt < 8 => {}
                 Ok(response) => {
                     let status = response.status();
-                    bail!("{status} for {body}: {}", response.text().await?);
+                    bail!(
+                        "the wallet refused a request with {status}: {}; the request: {body}",
+                        response.text().await?
+                    );
                 }
-                Err(error) if attempt < 5 => tracing::warn!(%error, "retrying"),
+                Err(error) if attempt < 8 => tracing::warn!(%error, "retrying"),
                 Err(error) => return Err(error.into()),
             }
+            self.counts.retried.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
         }
     }
@@ -147,6 +229,7 @@ impl Client {
     async fn process_maybe_twice(&self, body: &Value, rng: &mut StdRng) -> anyhow::Result<()> {
         let first = self.process(body).await?;
         if rng.random_bool(REPEAT_SHARE) {
+            self.counts.repeated.fetch_add(1, Ordering::Relaxed);
             let again = self.process(body).await?;
             if again["transactions"] != first["transactions"] {
                 bail!("a repeated request answered other tx_ids: {first} vs {again}");
@@ -163,6 +246,19 @@ impl Client {
             bail!("back office answered {status}: {body}");
         }
         Ok(body)
+    }
+
+    /// Fails with what to do when no wallet answers at the URL.
+    async fn check_alive(&self) -> anyhow::Result<()> {
+        let url = format!("{}/health/live", self.url);
+        match self.http.get(&url).send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => bail!("{url} answered {}: is that a wallet?", response.status()),
+            Err(error) => Err(anyhow::Error::new(error).context(format!(
+                "no wallet answers at {}: start one (`cargo run --release -- serve`) or pass --url",
+                self.url
+            ))),
+        }
     }
 
     async fn report(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
@@ -189,7 +285,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         url: args.url.trim_end_matches('/').to_string(),
         secret: args.secret,
         admin_token: args.admin_token,
+        counts: Counts::default(),
     });
+    client.check_alive().await?;
 
     let per_player = args.rounds.div_ceil(args.players) as i64;
     let funding = (per_player + 1) * MAX_BET * 2;
@@ -218,10 +316,20 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
 
     let started = Utc::now() - TimeDelta::seconds(1);
-    let bar = ProgressBar::new(args.rounds).with_style(
-        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rounds {per_sec} eta {eta}")
+    // A bar for a person at a terminal; a line every few seconds for a log.
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if terminal {
+        ProgressBar::new(args.rounds).with_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} rounds {per_sec} eta {eta}",
+            )
             .expect("a valid template"),
-    );
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress_lines = (!terminal).then(|| tokio::spawn(progress_lines(bar.clone(), args.rounds)));
+    let playing = Instant::now();
     let next_round = Arc::new(AtomicU64::new(0));
     let tallies = Arc::new(Mutex::new(BTreeMap::<String, Tally>::new()));
     let mut workers = tokio::task::JoinSet::new();
@@ -243,7 +351,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     return anyhow::Ok(());
                 }
                 let user = &users[(round % users.len() as u64) as usize];
-                let tally = play_round(&client, &mut rng, user, &currency, rtp).await?;
+                let (tally, fate) = play_round(&client, &mut rng, user, &currency, rtp).await?;
+                client.counts.add(fate);
                 tallies
                     .lock()
                     .expect("no panics while holding the tally")
@@ -254,10 +363,26 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let mut stopped = None;
     while let Some(done) = workers.join_next().await {
-        done??;
+        if let Err(error) = done.map_err(anyhow::Error::from).and_then(|worker| worker) {
+            // The other workers are aborted when the set is dropped.
+            stopped = Some(error);
+            break;
+        }
     }
-    bar.finish();
+    if let Some(lines) = progress_lines {
+        lines.abort();
+    }
+    // The bar goes: the summary says where it ended.
+    bar.finish_and_clear();
+    let took = playing.elapsed();
+    if let Some(error) = stopped {
+        println!("{}", client.counts.summary(args.rounds, took));
+        let played = client.counts.played();
+        return Err(error.context(format!("the run stopped after {played} of {} rounds", args.rounds)));
+    }
+    println!("{}", client.counts.summary(args.rounds, took));
     let finished = Utc::now() + TimeDelta::seconds(1);
     let tallies = tallies.lock().expect("workers are done").clone();
 
@@ -285,6 +410,26 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the run is, on stderr every five seconds, when no bar is drawn.
+async fn progress_lines(bar: ProgressBar, rounds: u64) {
+    let started = Instant::now();
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let played = bar.position();
+        eprintln!(
+            "simulate: {played}/{rounds} rounds played, {:.0} rounds/s",
+            played as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Whether a refused request may be sent again as it is: rate limited or unavailable.
+fn retryable(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
 /// Plays one round and answers what it adds to the player's tally.
 async fn play_round(
     client: &Client,
@@ -292,7 +437,7 @@ async fn play_round(
     user: &str,
     currency: &str,
     rtp: f64,
-) -> anyhow::Result<Tally> {
+) -> anyhow::Result<(Tally, Fate)> {
     let game = GAMES[rng.random_range(0..GAMES.len())];
     let game_id = Uuid::new_v4().to_string();
     let request = |actions: Value, finished: bool| {
@@ -313,7 +458,7 @@ async fn play_round(
         client.process_maybe_twice(&request(rollback, false), rng).await?;
         client.process_maybe_twice(&request(bet_action, true), rng).await?;
         tally.rolled_back_bet += bet;
-        return Ok(tally);
+        return Ok((tally, Fate::RolledBackFirst));
     }
     client.process_maybe_twice(&request(bet_action, win.is_none()), rng).await?;
     if let Some(win) = win {
@@ -330,12 +475,13 @@ async fn play_round(
         client.process_maybe_twice(&request(Value::Array(actions), true), rng).await?;
         tally.rolled_back_bet += bet;
         tally.rolled_back_win += win.unwrap_or(0);
+        Ok((tally, Fate::RolledBack))
     } else {
         tally.rounds += 1;
         tally.total_bet += bet;
         tally.total_win += win.unwrap_or(0);
+        Ok((tally, Fate::Counted))
     }
-    Ok(tally)
 }
 
 /// Compares the casino and per-player reports of one window with the tally;
@@ -374,12 +520,7 @@ async fn check_window(
     }
     let expected_rtp =
         (expected.total_bet != 0).then(|| expected.total_win as f64 / expected.total_bet as f64);
-    println!(
-        "  {:<16} {:>16} {:>16}",
-        "rtp",
-        format!("{expected_rtp:.6?}"),
-        format!("{:.6?}", row["rtp"].as_f64())
-    );
+    println!("  {:<16} {:>16} {:>16}", "rtp", ratio(expected_rtp), ratio(row["rtp"].as_f64()));
 
     let mut players = BTreeMap::new();
     let mut cursor: Option<String> = None;
@@ -415,6 +556,11 @@ async fn check_window(
     Ok(differences + player_differences)
 }
 
+/// A ratio to six places, or `n/a` when there is none (no bets, no RTP).
+fn ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_string(), |value| format!("{value:.6}"))
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -422,4 +568,43 @@ fn urlencode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_shows_six_places_or_n_a_when_there_is_none() {
+        assert_eq!(ratio(Some(0.8970001)), "0.897000");
+        assert_eq!(ratio(Some(1.0)), "1.000000");
+        assert_eq!(ratio(None), "n/a");
+    }
+
+    #[test]
+    fn the_summary_says_why_the_reports_count_fewer_rounds_than_were_played() {
+        let counts = Counts::default();
+        for fate in [Fate::Counted, Fate::Counted, Fate::Counted, Fate::RolledBack, Fate::RolledBackFirst] {
+            counts.add(fate);
+        }
+        counts.requests.store(9, Ordering::Relaxed);
+        counts.repeated.store(1, Ordering::Relaxed);
+        assert_eq!(
+            counts.summary(5, Duration::from_millis(1500)),
+            "rounds: 5 requested, 5 played in 1.5s; the reports count 3 as rounds: 2 were rolled back \
+             (1 after they were played, 1 before their bet arrived) and count in rolled_back_bet \
+             and rolled_back_win instead\n\
+             requests: 9 sent, 1 of them repeats on purpose (each answered as the first), \
+             0 retries after a 429, a 5xx or a transport error"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_how_many_rounds_a_stopped_run_did_not_play() {
+        let counts = Counts::default();
+        counts.add(Fate::Counted);
+        assert!(counts
+            .summary(4, Duration::from_secs(2))
+            .starts_with("rounds: 4 requested, 1 played in 2.0s (3 not played: the run stopped early)\n"));
+    }
 }
