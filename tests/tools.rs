@@ -48,7 +48,7 @@ async fn a_database_no_migration_was_applied_to_is_refused_and_left_empty() {
     assert!(error.downcast_ref::<NotAWalletDatabase>().is_some(), "{error:#}");
     assert!(error.to_string().contains(&format!("`{name}`")), "{error}");
     assert_eq!(tables_in(&url).await, 0, "tables were created in {name}");
-    Postgres::drop_database(&url).await.unwrap();
+    Postgres::force_drop_database(&url).await.unwrap();
 }
 
 #[tokio::test]
@@ -70,7 +70,7 @@ async fn a_wallet_database_is_opened_with_its_pending_migrations_applied() {
         .unwrap();
     assert_eq!(applied as usize, all.migrations.len());
     pool.close().await;
-    Postgres::drop_database(&url).await.unwrap();
+    Postgres::force_drop_database(&url).await.unwrap();
 }
 
 #[tokio::test]
