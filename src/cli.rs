@@ -315,7 +315,7 @@ mod tests {
             )),
             "{shown}"
         );
-        sqlx::Postgres::drop_database(&url).await.unwrap();
+        sqlx::Postgres::force_drop_database(&url).await.unwrap();
     }
 
     #[test]
