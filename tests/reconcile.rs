@@ -283,6 +283,11 @@ async fn an_action_applied_twice_is_named(pool: PgPool) {
     assert!(failed.contains(&"action_took_effect_once"), "{failed:?}");
     assert!(failed.contains(&"ledger_actions_are_registered"), "{failed:?}");
     assert!(!failed.contains(&"balance_chain_is_unbroken"), "{failed:?}");
+    // Reversed once, taken twice: the bet and its rollback no longer net to zero.
+    let net = report.checks.iter().find(|c| c.name == "net_effect_of_each_bet_and_win").unwrap();
+    assert_eq!(net.examples.len(), 1, "{net:?}");
+    let expected = "of 300 (reversed): moved -600 in 2 ledger rows, its rollbacks moved 300";
+    assert!(net.examples[0].ends_with(expected), "{net:?}");
 }
 
 #[sqlx::test]
@@ -329,6 +334,25 @@ async fn a_win_that_moved_another_amount_than_registered_is_named(pool: PgPool) 
     }
     let net = report.checks.iter().find(|c| c.name == "net_effect_of_each_bet_and_win").unwrap();
     assert!(net.examples[0].ends_with("of 400 (live): moved 500, its rollbacks moved 0"), "{net:?}");
+}
+
+#[sqlx::test]
+async fn a_reversed_bet_whose_rollback_paid_nothing_back_is_named(pool: PgPool) {
+    let _server = seed(&pool).await;
+    sqlx::query("ALTER TABLE ledger DROP CONSTRAINT ledger_movement_check").execute(&pool).await.unwrap();
+    sqlx::query(
+        "UPDATE ledger SET balance_after = balance_before
+         WHERE kind = 'rollback' AND amount = 300",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let report = reconcile(&pool).await.unwrap();
+    let failed = failing(&report);
+    assert!(failed.contains(&"net_effect_of_each_bet_and_win"), "{failed:?}");
+    let net = report.checks.iter().find(|c| c.name == "net_effect_of_each_bet_and_win").unwrap();
+    assert_eq!(net.examples.len(), 1, "{net:?}");
+    assert!(net.examples[0].ends_with("of 300 (reversed): moved -300, its rollbacks moved 0"), "{net:?}");
 }
 
 #[sqlx::test]

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::Report;
 
@@ -71,7 +72,7 @@ pub struct Run {
 /// another run kept starting or finishing through every retry.
 pub async fn start(pool: &PgPool) -> sqlx::Result<Option<Run>> {
     for _ in 0..START_ATTEMPTS {
-        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let mut conn = PgConnection::connect_with(&session_options(pool)).await?;
         let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, LOCK_KEY)
             .fetch_one(&mut conn)
             .await?;
@@ -87,6 +88,13 @@ pub async fn start(pool: &PgPool) -> sqlx::Result<Option<Run>> {
         tokio::time::sleep(START_RETRY).await;
     }
     Ok(None)
+}
+
+/// The pool's connection settings, without statement logging: every check
+/// takes seconds, and a warning with its SQL for each would read as an alarm
+/// (the job logs its start and end, and the report times each check).
+fn session_options(pool: &PgPool) -> PgConnectOptions {
+    pool.connect_options().as_ref().clone().disable_statement_logging()
 }
 
 /// With the lock held: records runs that lost their session as failed, and
