@@ -36,17 +36,18 @@ pub const LISTED_PER_CHECK: i64 = 20;
 
 /// How the checks' transaction plans, after its isolation level.
 ///
-/// - `work_mem`: the checks hash or sort whole tables. With the server's
-///   default (4 MB) a hash join of the ledger with the registry ran in
-///   hundreds of batches through temporary files: 235 s on 10M rows, 14 s
-///   with this. One reconciliation runs at a time, on one connection, so it
-///   can afford what the hot path's connections cannot (a parallel hash may
-///   take up to three times `hash_mem_multiplier` times this).
+/// - `work_mem`: the checks hash or sort whole tables. The registry hashed
+///   for a join with the ledger takes 754 MB on 10M rows; split into batches
+///   through temporary files at the server's default (4 MB), that check took
+///   98 to 235 s, and 8 to 18 s with this. One reconciliation runs at a time,
+///   on one connection, so it can afford what the hot path's connections
+///   cannot (a parallel hash may take up to this times `hash_mem_multiplier`
+///   times the processes that build it: three with two workers).
 /// - no index or bitmap scans: every check reads whole tables, and the
 ///   planner, which assumes tables that fit `effective_cache_size` are
 ///   cached, chose to walk the ledger's primary key in player order rather
-///   than scan and hash it: 3.4M random page reads, 28 to 57 s, where the
-///   sequential pass takes 2 s.
+///   than scan and hash it: 3.4M random page reads, 21 to 57 s, where the
+///   sequential pass takes 1 to 2 s.
 const SETTINGS: &[&str] = &[
     "SET LOCAL work_mem = '256MB'",
     "SET LOCAL enable_indexscan = off",

@@ -108,7 +108,7 @@ async fn insert_running(conn: &mut PgConnection) -> sqlx::Result<Run> {
     )
     .execute(&mut *tx)
     .await?;
-    let row = sqlx::query!("INSERT INTO reconciliation_runs DEFAULT VALUES RETURNING id, started_at",)
+    let row = sqlx::query!("INSERT INTO reconciliation_runs DEFAULT VALUES RETURNING id, started_at")
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -128,7 +128,7 @@ async fn execute(mut conn: PgConnection, run_id: i64) {
     let started = Instant::now();
     tracing::info!(run_id, "reconciliation started");
     let outcome = super::reconcile(&mut conn).await;
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let duration_ms = super::millis(started);
     let stored = match outcome {
         Ok(report) => {
             tracing::info!(
