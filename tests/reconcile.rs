@@ -63,18 +63,34 @@ async fn start_run(server: &TestServer) -> i64 {
     run["run_id"].as_i64().unwrap()
 }
 
-/// Polls the run until it is no longer running, for at most 30 seconds.
+/// Polls the run until it is no longer running, for at most 30 seconds, then
+/// until its session has let go of the reconciliation lock.
 async fn finished_run(server: &TestServer, run_id: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let run = loop {
         let (status, run) = server.admin_get(&format!("{RUNS}/{run_id}")).await;
         assert_eq!(status, StatusCode::OK, "{run}");
         if run["status"] != "running" {
-            return run;
+            break run;
         }
         assert!(Instant::now() < deadline, "run {run_id} still running after 30 s: {run}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while advisory_locks(&server.pool).await > 0 {
+        assert!(Instant::now() < deadline, "run {run_id} finished but its session holds the lock: {run}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    run
+}
+
+async fn advisory_locks(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 fn failing_in(run: &Value) -> Vec<&str> {
