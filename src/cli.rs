@@ -36,7 +36,8 @@ enum Command {
     /// Create the database if missing and apply migrations.
     Migrate(DatabaseArgs),
     /// Check balances, the ledger chain, the action registry and the report
-    /// rollups against each other; exits 1 on any mismatch.
+    /// rollups against each other; exits 1 on any mismatch. Read-only: never
+    /// creates or migrates a database.
     Reconcile(ReconcileArgs),
     /// Drive a running service with signed provider load and check that money is conserved.
     Bench(crate::tools::bench::BenchArgs),

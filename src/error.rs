@@ -24,6 +24,8 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("Player is invalid")]
     PlayerNotFound,
+    #[error("no such reconciliation run")]
+    ReconciliationRunNotFound,
     #[error("{0}")]
     Conflict(String),
     #[error("request body is larger than 64 KiB")]
@@ -58,6 +60,7 @@ impl AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::BadSignature => StatusCode::FORBIDDEN,
             AppError::RouteNotFound | AppError::PlayerNotFound => StatusCode::NOT_FOUND,
+            AppError::ReconciliationRunNotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

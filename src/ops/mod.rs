@@ -5,7 +5,8 @@
 //! - `limits`: rate limits, the in-flight cap and the request timeout.
 //! - `metrics`: the Prometheus recorder and every metric's name.
 //! - `reconcile`: proves balances, the ledger, the action registry and the
-//!   report rollups agree (`wallet reconcile`, `GET /v1/admin/reconciliation`).
+//!   report rollups agree (`wallet reconcile`, or a background run started
+//!   with `POST /v1/admin/reconciliation`).
 
 pub mod limits;
 pub mod metrics;

@@ -3,21 +3,56 @@
 //!
 //! Every check is one set-based query that returns a line per mismatch, and
 //! all of them read one snapshot (`REPEATABLE READ`), so the service may keep
-//! taking bets while it runs without producing false alarms. Run it with
-//! `wallet reconcile` (exit status 1 on any mismatch) or
-//! `GET /v1/admin/reconciliation`.
+//! taking bets while it runs without producing false alarms. Each check reads
+//! its tables in a few sequential passes joined by hashes, so a run costs a
+//! few scans of the ledger and the registry, not a lookup per row
+//! (docs/BENCHMARKS.md, "Reconciliation on 10M rows").
+//!
+//! `wallet reconcile` runs it in the foreground (exit status 1 on any
+//! mismatch). Over HTTP it takes longer than a request may, so
+//! `POST /v1/admin/reconciliation` starts it as a background job ([`runs`])
+//! whose report is fetched later.
 
-use axum::extract::State;
+pub mod runs;
+
+use std::str::FromStr;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
-use sqlx::PgPool;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Acquire, ConnectOptions, Connection, PgConnection, Postgres};
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::AppState;
+
+use runs::Run;
 
 /// At most this many mismatches of one check are listed (all are counted).
 pub const LISTED_PER_CHECK: i64 = 20;
+
+/// How the checks' transaction plans, after its isolation level.
+///
+/// - `work_mem`: the checks hash or sort whole tables. The registry hashed
+///   for a join with the ledger takes 754 MB on 10M rows; split into batches
+///   through temporary files at the server's default (4 MB), that check took
+///   98 to 235 s, and 8 to 18 s with this. One reconciliation runs at a time,
+///   on one connection, so it can afford what the hot path's connections
+///   cannot (a parallel hash may take up to this times `hash_mem_multiplier`
+///   times the processes that build it: three with two workers).
+/// - no index or bitmap scans: every check reads whole tables, and the
+///   planner, which assumes tables that fit `effective_cache_size` are
+///   cached, chose to walk the ledger's primary key in player order rather
+///   than scan and hash it: 3.4M random page reads, 21 to 57 s, where the
+///   sequential pass takes 1 to 2 s.
+const SETTINGS: &[&str] = &[
+    "SET LOCAL work_mem = '256MB'",
+    "SET LOCAL enable_indexscan = off",
+    "SET LOCAL enable_bitmapscan = off",
+];
 
 /// One invariant and the SQL that lists its violations, one `detail` each.
 struct Check {
@@ -76,18 +111,17 @@ const CHECKS: &[Check] = &[
         name: "chain_ends_at_the_balance",
         description: "a player's last_seq is their number of entries and the last entry \
                       ends at their balance",
+        // One hashed pass: arrays compare element by element, so the greatest
+        // [seq, balance_after] is the last entry and what it ends at.
         sql: r#"
-            WITH counted AS (SELECT player_id, count(*) AS entries FROM ledger GROUP BY player_id),
-                 last AS (SELECT DISTINCT ON (player_id) player_id, balance_after
-                          FROM ledger ORDER BY player_id, seq DESC)
             SELECT format('player %s (%s): last_seq %s, %s entries, balance %s, last entry ends at %s',
                           p.id, p.user_id, p.last_seq, coalesce(c.entries, 0), p.balance,
-                          coalesce(l.balance_after, 0))
+                          coalesce(c.last[2], 0))
             FROM players p
-            LEFT JOIN counted c ON c.player_id = p.id
-            LEFT JOIN last l ON l.player_id = p.id
+            LEFT JOIN (SELECT player_id, count(*) AS entries, max(ARRAY[seq, balance_after]) AS last
+                       FROM ledger GROUP BY player_id) c ON c.player_id = p.id
             WHERE p.last_seq <> coalesce(c.entries, 0)
-               OR p.balance <> coalesce(l.balance_after, 0)"#,
+               OR p.balance <> coalesce(c.last[2], 0)"#,
     },
     Check {
         name: "action_took_effect_once",
@@ -176,27 +210,33 @@ const CHECKS: &[Check] = &[
         name: "net_effect_of_each_bet_and_win",
         description: "a bet or win not reversed moved its amount once and no rollback moved it \
                       back; a reversed one and its rollbacks net to zero",
+        // One hashed pass over the ledger sums, per bet or win, its own rows
+        // and its rollbacks' rows apart (a rollback's row names its original),
+        // then one hash join to the registry. (Written over a materialised CTE
+        // of every provider row, read twice, it ran 50 s on 250,000 rows and
+        // was cancelled after 5 minutes on 10M.)
         sql: r#"
-            WITH moves AS (
-                SELECT action_id, original_action_id, kind, balance_after - balance_before AS change
-                FROM ledger WHERE action_id IS NOT NULL
-            ),
-            reversals AS (
-                SELECT original_action_id, sum(change) AS change
-                FROM moves WHERE kind = 'rollback' GROUP BY original_action_id
-            )
-            SELECT format('%s %s of %s (%s): moved %s, its rollbacks moved %s',
+            SELECT format('%s %s of %s (%s): moved %s%s, its rollbacks moved %s',
                           a.kind, a.action_id, a.amount,
                           CASE WHEN a.reversed_by IS NULL THEN 'live' ELSE 'reversed' END,
-                          own.change, coalesce(r.change, 0))
-            FROM actions a
-            JOIN moves own ON own.action_id = a.action_id
-            LEFT JOIN reversals r ON r.original_action_id = a.action_id
+                          m.own, CASE WHEN m.own_rows > 1 THEN format(' in %s ledger rows', m.own_rows)
+                                      ELSE '' END,
+                          m.reversals)
+            FROM (SELECT coalesce(original_action_id, action_id) AS action_id,
+                         count(*) FILTER (WHERE original_action_id IS NULL) AS own_rows,
+                         sum(balance_after - balance_before)
+                             FILTER (WHERE original_action_id IS NULL) AS own,
+                         coalesce(sum(balance_after - balance_before)
+                                      FILTER (WHERE original_action_id IS NOT NULL), 0) AS reversals
+                  FROM ledger WHERE action_id IS NOT NULL
+                  GROUP BY 1) m
+            JOIN actions a ON a.action_id = m.action_id
             WHERE a.kind IN ('bet', 'win')
+              AND m.own_rows > 0
               AND CASE WHEN a.reversed_by IS NULL
-                       THEN own.change <> CASE a.kind WHEN 'bet' THEN -a.amount ELSE a.amount END
-                            OR coalesce(r.change, 0) <> 0
-                       ELSE own.change + coalesce(r.change, 0) <> 0
+                       THEN m.own <> CASE a.kind WHEN 'bet' THEN -a.amount ELSE a.amount END
+                            OR m.reversals <> 0
+                       ELSE m.own + m.reversals <> 0
                   END"#,
     },
     Check {
@@ -323,25 +363,29 @@ const CHECKS: &[Check] = &[
             WHERE e.player_id IS NULL OR s.player_id IS NULL"#,
     },
 ];
-
 /// What one check found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub description: String,
     pub mismatches: i64,
     /// The first [`LISTED_PER_CHECK`] mismatches.
     pub examples: Vec<String>,
+    /// How long the check's query took.
+    pub duration_ms: u64,
 }
 
 /// What was checked and what disagreed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub ok: bool,
     pub players: i64,
     pub ledger_rows: i64,
     pub actions: i64,
-    pub total_balance: i64,
+    /// The sum of all balances: each fits in an `i64`, their sum need not.
+    pub total_balance: i128,
+    /// How long the whole reconciliation took.
+    pub duration_ms: u64,
     pub checks: Vec<CheckResult>,
 }
 
@@ -351,18 +395,28 @@ impl Report {
     }
 }
 
-/// Runs every check against one consistent snapshot of the database.
-pub async fn reconcile(pool: &PgPool) -> sqlx::Result<Report> {
-    let mut tx = pool.begin().await?;
+/// Runs every check against one consistent snapshot of the database, on one
+/// connection (`&PgPool` or `&mut PgConnection`).
+pub async fn reconcile<'c>(db: impl Acquire<'c, Database = Postgres>) -> sqlx::Result<Report> {
+    let started = Instant::now();
+    let mut tx = db.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    let (players, total_balance): (i64, i64) =
-        sqlx::query_as("SELECT count(*), coalesce(sum(balance), 0)::int8 FROM players")
+    for setting in SETTINGS {
+        sqlx::query(setting).execute(&mut *tx).await?;
+    }
+    // Summed as NUMERIC and read as text: the total of millions of balances
+    // can exceed an int8.
+    let (players, total_balance): (i64, String) =
+        sqlx::query_as("SELECT count(*), coalesce(sum(balance), 0)::text FROM players")
             .fetch_one(&mut *tx)
             .await?;
+    let total_balance = i128::from_str(&total_balance)
+        .map_err(|error| sqlx::Error::Decode(format!("total balance {total_balance}: {error}").into()))?;
     let (ledger_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM ledger").fetch_one(&mut *tx).await?;
     let (actions,): (i64,) = sqlx::query_as("SELECT count(*) FROM actions").fetch_one(&mut *tx).await?;
     let mut checks = Vec::with_capacity(CHECKS.len());
     for check in CHECKS {
+        let check_started = Instant::now();
         // The check lists its mismatches; this counts them all and keeps a few.
         let listed = format!(
             "SELECT m.detail, count(*) OVER () FROM ({}) AS m(detail) LIMIT {LISTED_PER_CHECK}",
@@ -370,10 +424,11 @@ pub async fn reconcile(pool: &PgPool) -> sqlx::Result<Report> {
         );
         let rows: Vec<(String, i64)> = sqlx::query_as(&listed).fetch_all(&mut *tx).await?;
         checks.push(CheckResult {
-            name: check.name,
-            description: check.description,
+            name: check.name.to_string(),
+            description: check.description.to_string(),
             mismatches: rows.first().map_or(0, |(_, total)| *total),
             examples: rows.into_iter().map(|(detail, _)| detail).collect(),
+            duration_ms: millis(check_started),
         });
     }
     tx.commit().await?;
@@ -383,11 +438,17 @@ pub async fn reconcile(pool: &PgPool) -> sqlx::Result<Report> {
         ledger_rows,
         actions,
         total_balance,
+        duration_ms: millis(started),
         checks,
     })
 }
 
-/// The report as people read it: a summary, then each check and its mismatches.
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// The report as people read it: a summary, then each check, its time and
+/// its mismatches.
 pub fn render_text(report: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -399,7 +460,8 @@ pub fn render_text(report: &Report) -> String {
     for check in &report.checks {
         let verdict =
             if check.mismatches == 0 { "ok".to_string() } else { format!("{} MISMATCHES", check.mismatches) };
-        let _ = writeln!(out, "  {:<42} {verdict}", check.name);
+        let seconds = check.duration_ms as f64 / 1000.0;
+        let _ = writeln!(out, "  {:<42} {verdict:<16} {seconds:>8.3} s", check.name);
         for example in &check.examples {
             let _ = writeln!(out, "      {example}");
         }
@@ -407,9 +469,10 @@ pub fn render_text(report: &Report) -> String {
             let _ = writeln!(out, "      … and {} more", check.mismatches - check.examples.len() as i64);
         }
     }
+    let seconds = report.duration_ms as f64 / 1000.0;
     let _ = writeln!(
         out,
-        "{}",
+        "{} in {seconds:.3} s",
         if report.ok {
             "reconciliation clean".to_string()
         } else {
@@ -419,30 +482,69 @@ pub fn render_text(report: &Report) -> String {
     out
 }
 
-/// `GET /v1/admin/reconciliation` (bearer-protected with the back office):
-/// 200 with the report; `ok` says whether everything agreed.
+/// The back-office endpoints (bearer-protected with the rest of the back office):
+///
+/// - `POST /v1/admin/reconciliation`: 202 with the run just started, or with
+///   the run already going (one at a time, across instances);
+/// - `GET /v1/admin/reconciliation/{run_id}`: that run, with its report once
+///   it has succeeded (`report.ok` says whether everything agreed);
+/// - `GET /v1/admin/reconciliation`: the latest run.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/reconciliation", get(reconciliation))
+    Router::new()
+        .route("/v1/admin/reconciliation", get(latest_run).post(start_run))
+        .route("/v1/admin/reconciliation/{run_id}", get(one_run))
 }
 
-async fn reconciliation(State(state): State<AppState>) -> AppResult<Json<Report>> {
-    Ok(Json(reconcile(&state.pool).await?))
+async fn start_run(State(state): State<AppState>) -> AppResult<(StatusCode, Json<Run>)> {
+    match runs::start(&state.pool).await? {
+        Some(run) => Ok((StatusCode::ACCEPTED, Json(run))),
+        None => Err(AppError::Conflict("a reconciliation run is starting or finishing; try again".into())),
+    }
+}
+
+async fn latest_run(State(state): State<AppState>) -> AppResult<Json<Run>> {
+    runs::latest(&state.pool).await?.map(Json).ok_or(AppError::ReconciliationRunNotFound)
+}
+
+async fn one_run(State(state): State<AppState>, Path(raw): Path<String>) -> AppResult<Json<Run>> {
+    // A path that is not a run id names no run, like an id never issued.
+    let id = raw.parse::<i64>().map_err(|_| AppError::ReconciliationRunNotFound)?;
+    runs::find(&state.pool, id).await?.map(Json).ok_or(AppError::ReconciliationRunNotFound)
 }
 
 /// `wallet reconcile`: prints the report; `Ok(false)` when anything disagreed.
+///
+/// Read-only: it connects to the database named and nothing else, and never
+/// creates or migrates one, so a mistyped URL is an error, not a new empty
+/// (and vacuously consistent) database.
 pub async fn run(database_url: &str, json: bool) -> anyhow::Result<bool> {
     use anyhow::Context;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(database_url)
-        .await
-        .context("cannot connect to the database")?;
-    let report = reconcile(&pool).await.context("reconciliation query failed")?;
-    pool.close().await;
+    let mut conn = connect_existing(database_url).await?;
+    let report = reconcile(&mut conn).await.context("reconciliation query failed")?;
+    conn.close().await.ok();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render_text(&report));
     }
     Ok(report.ok)
+}
+
+/// One connection to the database `database_url` names, which must exist.
+pub async fn connect_existing(database_url: &str) -> anyhow::Result<PgConnection> {
+    use anyhow::Context;
+    // Each check takes seconds on a large ledger: the report times them, so
+    // sqlx's slow-statement warnings would only repeat the SQL.
+    let options = PgConnectOptions::from_str(database_url)
+        .context("DATABASE_URL is not a valid Postgres URL")?
+        .disable_statement_logging();
+    match PgConnection::connect_with(&options).await {
+        Ok(conn) => Ok(conn),
+        // invalid_catalog_name: the server is there, the database is not.
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("3D000") => {
+            let name = options.get_database().unwrap_or(options.get_username());
+            anyhow::bail!("database {name:?} does not exist; check DATABASE_URL")
+        }
+        Err(error) => Err(error).context("cannot connect to the database"),
+    }
 }
