@@ -318,6 +318,14 @@ async fn rollups_that_disagree_with_the_actions_are_named(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn rollups_filed_under_another_operator_are_named(pool: PgPool) {
+    let _server = seed(&pool).await;
+    sqlx::query("INSERT INTO operators (id, code) VALUES (2, 'other')").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE rtp_hourly SET operator_id = 2").execute(&pool).await.unwrap();
+    assert_eq!(failing_now(&pool).await, ["rtp_rollups_match_the_actions"]);
+}
+
+#[sqlx::test]
 async fn a_reversal_the_registry_forgot_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
     sqlx::query(

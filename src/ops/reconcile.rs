@@ -258,7 +258,7 @@ const CHECKS: &[Check] = &[
     Check {
         name: "rtp_rollups_match_the_actions",
         description: "rtp_hourly equals the bets and wins summed per player, hour and game, \
-                      live and reversed apart, in the player's currency",
+                      live and reversed apart, in the player's currency and operator",
         sql: r#"
             WITH expected AS (
                 SELECT a.player_id, date_trunc('hour', a.processed_at, 'UTC') AS bucket,
@@ -271,10 +271,10 @@ const CHECKS: &[Check] = &[
                 WHERE a.kind IN ('bet', 'win')
                 GROUP BY 1, 2, 3
             )
-            SELECT format('player %s, hour %s, game %L: rollup bet/win/rolled back %s/%s/%s/%s %s, actions say %s/%s/%s/%s %s',
+            SELECT format('player %s, hour %s, game %L: rollup bet/win/rolled back %s/%s/%s/%s %s of operator %s, actions say %s/%s/%s/%s %s of operator %s',
                           player_id, bucket, game,
-                          h.total_bet, h.total_win, h.rolled_back_bet, h.rolled_back_win, h.currency,
-                          e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, p.currency)
+                          h.total_bet, h.total_win, h.rolled_back_bet, h.rolled_back_win, h.currency, h.operator_id,
+                          e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, p.currency, p.operator_id)
             FROM expected e
             FULL JOIN rtp_hourly h USING (player_id, bucket, game)
             LEFT JOIN players p ON p.id = player_id
@@ -282,7 +282,8 @@ const CHECKS: &[Check] = &[
                OR coalesce(e.total_win, 0) <> coalesce(h.total_win, 0)
                OR coalesce(e.rolled_back_bet, 0) <> coalesce(h.rolled_back_bet, 0)
                OR coalesce(e.rolled_back_win, 0) <> coalesce(h.rolled_back_win, 0)
-               OR h.currency IS DISTINCT FROM p.currency AND h.player_id IS NOT NULL"#,
+               OR (h.currency, h.operator_id) IS DISTINCT FROM (p.currency, p.operator_id)
+                  AND h.player_id IS NOT NULL"#,
     },
     Check {
         name: "round_buckets_match_the_live_bets",
@@ -306,60 +307,61 @@ const CHECKS: &[Check] = &[
     Check {
         name: "daily_summary_matches_the_rollups",
         description: "for every sealed day, rtp_daily plus the journal rtp_late equals its \
-                      rtp_hourly rows summed per currency and game",
+                      rtp_hourly rows summed per operator, currency and game",
         sql: r#"
             WITH sealed AS (SELECT coalesce(until, '-infinity') AS until FROM rtp_sealed),
             expected AS (
-                SELECT date_trunc('day', bucket, 'UTC') AS day, currency, game,
+                SELECT date_trunc('day', bucket, 'UTC') AS day, operator_id, currency, game,
                        sum(total_bet) AS total_bet, sum(total_win) AS total_win,
                        sum(rolled_back_bet) AS rolled_back_bet, sum(rolled_back_win) AS rolled_back_win,
                        sum(rounds) AS rounds
                 FROM rtp_hourly WHERE bucket < (SELECT until FROM sealed)
-                GROUP BY 1, 2, 3
+                GROUP BY 1, 2, 3, 4
             ),
             summarised AS (
-                SELECT day, currency, game, sum(total_bet) AS total_bet, sum(total_win) AS total_win,
-                       sum(rolled_back_bet) AS rolled_back_bet, sum(rolled_back_win) AS rolled_back_win,
-                       sum(rounds) AS rounds
-                FROM (SELECT day, currency, game, total_bet, total_win, rolled_back_bet,
+                SELECT day, operator_id, currency, game, sum(total_bet) AS total_bet,
+                       sum(total_win) AS total_win, sum(rolled_back_bet) AS rolled_back_bet,
+                       sum(rolled_back_win) AS rolled_back_win, sum(rounds) AS rounds
+                FROM (SELECT day, operator_id, currency, game, total_bet, total_win, rolled_back_bet,
                              rolled_back_win, rounds FROM rtp_daily
                       UNION ALL
-                      SELECT day, currency, game, total_bet, total_win, rolled_back_bet,
+                      SELECT day, operator_id, currency, game, total_bet, total_win, rolled_back_bet,
                              rolled_back_win, rounds FROM rtp_late
                       WHERE day < (SELECT until FROM sealed)) AS parts
-                GROUP BY 1, 2, 3
+                GROUP BY 1, 2, 3, 4
             )
-            SELECT format('day %s, %s, game %L: summary bet/win/rolled back/rounds %s/%s/%s/%s/%s, hourly rollups say %s/%s/%s/%s/%s',
-                          day, currency, game,
+            SELECT format('day %s, operator %s, %s, game %L: summary bet/win/rolled back/rounds %s/%s/%s/%s/%s, hourly rollups say %s/%s/%s/%s/%s',
+                          day, operator_id, currency, game,
                           s.total_bet, s.total_win, s.rolled_back_bet, s.rolled_back_win, s.rounds,
                           e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, e.rounds)
             FROM expected e
-            FULL JOIN summarised s USING (day, currency, game)
+            FULL JOIN summarised s USING (day, operator_id, currency, game)
             WHERE (e.total_bet, e.total_win, e.rolled_back_bet, e.rolled_back_win, e.rounds)
                   IS DISTINCT FROM (s.total_bet, s.total_win, s.rolled_back_bet, s.rolled_back_win, s.rounds)"#,
     },
     Check {
         name: "daily_players_match_the_rollups",
-        description: "for every sealed day and currency, the players in its bitmaps and \
-                      journal are the players of its rtp_hourly rows",
+        description: "for every sealed day, operator and currency, the players in its bitmaps \
+                      and journal are the players of its rtp_hourly rows",
         sql: r#"
             WITH sealed AS (SELECT coalesce(until, '-infinity') AS until FROM rtp_sealed),
             expected AS (
-                SELECT DISTINCT date_trunc('day', bucket, 'UTC') AS day, currency, player_id
+                SELECT DISTINCT date_trunc('day', bucket, 'UTC') AS day, operator_id, currency, player_id
                 FROM rtp_hourly WHERE bucket < (SELECT until FROM sealed)
             ),
             summarised AS (
-                SELECT p.day, p.currency, (p.chunk::int8 << 13) + i AS player_id
+                SELECT p.day, p.operator_id, p.currency, (p.chunk::int8 << 13) + i AS player_id
                 FROM rtp_daily_players p, generate_series(0, 8191) AS i
                 WHERE get_bit(p.players, i) = 1
                 UNION
-                SELECT day, currency, player_id FROM rtp_late WHERE day < (SELECT until FROM sealed)
+                SELECT day, operator_id, currency, player_id FROM rtp_late
+                WHERE day < (SELECT until FROM sealed)
             )
-            SELECT format('day %s, %s: player %s is %s', day, currency, player_id,
+            SELECT format('day %s, operator %s, %s: player %s is %s', day, operator_id, currency, player_id,
                           CASE WHEN e.player_id IS NULL THEN 'in the summary but has no rollups'
                                ELSE 'missing from the summary' END)
             FROM expected e
-            FULL JOIN summarised s USING (day, currency, player_id)
+            FULL JOIN summarised s USING (day, operator_id, currency, player_id)
             WHERE e.player_id IS NULL OR s.player_id IS NULL"#,
     },
 ];
