@@ -8,21 +8,11 @@ use common::*;
 use futures::future::join_all;
 use sqlx::PgPool;
 use uuid::Uuid;
-use wallet::domain::{Amount, Currency, UserId, DEFAULT_OPERATOR};
+use wallet::domain::{Amount, DEFAULT_OPERATOR};
 use wallet::error::AppError;
 use wallet::ledger::group::GroupCommitter;
 use wallet::ledger::process::{process_group, process_group_probing, Probe};
 use wallet::ledger::{Action, Batch};
-
-fn request(user: &str, actions: Vec<Action>) -> Batch {
-    Batch {
-        user_id: UserId::try_from(user.to_string()).unwrap(),
-        currency: Currency::try_from("USD".to_string()).unwrap(),
-        game: Some("slots".into()),
-        game_id: Some("r".into()),
-        actions,
-    }
-}
 
 fn bet_of(id: Uuid, amount: i64) -> Action {
     Action::Bet { id, amount: Amount::try_from(amount).unwrap() }
@@ -46,14 +36,14 @@ async fn one_group_gives_each_request_its_own_outcome(pool: PgPool) {
     player_with_balance(&pool, "bob", "USD", 100).await;
     let (first_bet, reused) = (Uuid::new_v4(), Uuid::new_v4());
     let requests = [
-        request("alice", vec![bet_of(first_bet, 600)]), // ok: 400 left
-        request("alice", vec![win_of(Uuid::new_v4(), 10), bet_of(Uuid::new_v4(), 600)]), // 100: all undone
-        request("bob", vec![bet_of(reused, 100)]),      // ok: bob 0
-        request("alice", vec![bet_of(first_bet, 600), win_of(Uuid::new_v4(), 50)]), // replay + win: 450
-        request("alice", vec![bet_of(first_bet, 601)]), // 409
-        request("ghost", vec![bet_of(Uuid::new_v4(), 1)]), // 101
-        request("bob", vec![bet_of(Uuid::new_v4(), 1)]), // 100
-        request("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: first_bet }]), // +600: 1050
+        ledger_batch("alice", vec![bet_of(first_bet, 600)]), // ok: 400 left
+        ledger_batch("alice", vec![win_of(Uuid::new_v4(), 10), bet_of(Uuid::new_v4(), 600)]), // 100: all undone
+        ledger_batch("bob", vec![bet_of(reused, 100)]),                                       // ok: bob 0
+        ledger_batch("alice", vec![bet_of(first_bet, 600), win_of(Uuid::new_v4(), 50)]), // replay + win: 450
+        ledger_batch("alice", vec![bet_of(first_bet, 601)]),                             // 409
+        ledger_batch("ghost", vec![bet_of(Uuid::new_v4(), 1)]),                          // 101
+        ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 1)]),                            // 100
+        ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: first_bet }]), // +600: 1050
     ];
     let refs: Vec<&Batch> = requests.iter().collect();
     let outcomes = process_group(&pool, DEFAULT_OPERATOR, &refs).await.unwrap();
@@ -82,10 +72,10 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
     // alone, but the combined insert violates the registry's primary key.
     let shared = Uuid::new_v4();
     let requests = vec![
-        request("alice", vec![bet_of(Uuid::new_v4(), 10)]),
-        request("alice", vec![bet_of(shared, 100)]),
-        request("bob", vec![bet_of(shared, 100)]),
-        request("bob", vec![bet_of(Uuid::new_v4(), 20)]),
+        ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
+        ledger_batch("alice", vec![bet_of(shared, 100)]),
+        ledger_batch("bob", vec![bet_of(shared, 100)]),
+        ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 20)]),
     ];
     let outcomes = join_all(requests.into_iter().map(|r| committer.submit(r))).await;
     let codes: Vec<Result<i64, u16>> =
@@ -100,7 +90,7 @@ async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool:
     let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 2, 16);
     let bets: Vec<Uuid> = (0..120).map(|_| Uuid::new_v4()).collect();
     // 120 bets of 50 (only 100 fit), each sent twice.
-    let requests = bets.iter().chain(bets.iter()).map(|id| request("hot", vec![bet_of(*id, 50)]));
+    let requests = bets.iter().chain(bets.iter()).map(|id| ledger_batch("hot", vec![bet_of(*id, 50)]));
     let outcomes = join_all(requests.map(|r| committer.submit(r))).await;
     let (first, second) = outcomes.split_at(120);
     let accepted = first.iter().filter(|o| o.is_ok()).count();
@@ -135,12 +125,12 @@ async fn ledger_rows(pool: &PgPool) -> i64 {
 async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_tx_id(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     let (bet, win) = (Uuid::new_v4(), Uuid::new_v4());
-    process_group(&pool, DEFAULT_OPERATOR, &[&request("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
     let first = first_tx_id(&pool, bet).await;
 
     let requests = [
-        request("alice", vec![bet_of(Uuid::new_v4(), 10)]),
-        request("alice", vec![bet_of(bet, 100), win_of(win, 5)]),
+        ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
+        ledger_batch("alice", vec![bet_of(bet, 100), win_of(win, 5)]),
     ];
     let refs: Vec<&Batch> = requests.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
@@ -159,13 +149,15 @@ async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_
 async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 100).await;
     let bet = Uuid::new_v4();
-    process_group(&pool, DEFAULT_OPERATOR, &[&request("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
     let first = first_tx_id(&pool, bet).await;
 
     // Taken as new, the replay would overdraw the empty balance (code 100);
     // it is a replay, and answers its first result.
-    let requests =
-        [request("alice", vec![bet_of(bet, 100)]), request("alice", vec![bet_of(Uuid::new_v4(), 50)])];
+    let requests = [
+        ledger_batch("alice", vec![bet_of(bet, 100)]),
+        ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 50)]),
+    ];
     let refs: Vec<&Batch> = requests.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
     let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
@@ -182,9 +174,9 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
     let (bet, rollback, unseen, pre_rollback) =
         (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let history = [
-        request("alice", vec![bet_of(bet, 100)]),
-        request("alice", vec![Action::Rollback { id: rollback, original: bet }]),
-        request("alice", vec![Action::Rollback { id: pre_rollback, original: unseen }]),
+        ledger_batch("alice", vec![bet_of(bet, 100)]),
+        ledger_batch("alice", vec![Action::Rollback { id: rollback, original: bet }]),
+        ledger_batch("alice", vec![Action::Rollback { id: pre_rollback, original: unseen }]),
     ];
     for r in &history {
         process_group(&pool, DEFAULT_OPERATOR, &[r]).await.unwrap();
@@ -195,8 +187,8 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
     // The rollback again, then the original of the pre-rollback: both ids are
     // stored (a processed rollback, a placeholder), neither moves money.
     let requests = [
-        request("alice", vec![Action::Rollback { id: rollback, original: bet }]),
-        request("alice", vec![bet_of(unseen, 300)]),
+        ledger_batch("alice", vec![Action::Rollback { id: rollback, original: bet }]),
+        ledger_batch("alice", vec![bet_of(unseen, 300)]),
     ];
     let refs: Vec<&Batch> = requests.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
@@ -221,7 +213,7 @@ async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    process_group(&pool, DEFAULT_OPERATOR, &[&request("alice", vec![bet_of(Uuid::new_v4(), 10)])])
+    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])])
         .await
         .unwrap();
     let dated: chrono::DateTime<chrono::Utc> =

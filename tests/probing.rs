@@ -16,9 +16,9 @@ use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wallet::config::ConnectionLimits;
-use wallet::domain::{Currency, UserId, DEFAULT_OPERATOR, MAX_AMOUNT};
+use wallet::domain::{DEFAULT_OPERATOR, MAX_AMOUNT};
 use wallet::error::AppError;
-use wallet::ledger::{process_batch, Action, Batch};
+use wallet::ledger::{process_batch, Action};
 
 const REPORTS: [&str; 3] = ["users", "casino", "games"];
 
@@ -186,16 +186,6 @@ async fn a_nul_in_any_text_field_is_a_400_that_changes_nothing(pool: PgPool) {
     assert_eq!(snapshot(&pool).await, before, "a refused request changed the database");
 }
 
-fn batch_of(user_id: &str, actions: Vec<Action>) -> Batch {
-    Batch {
-        user_id: UserId::try_from(user_id.to_string()).unwrap(),
-        currency: Currency::try_from("USD".to_string()).unwrap(),
-        game: Some("probe".into()),
-        game_id: Some("round".into()),
-        actions,
-    }
-}
-
 #[sqlx::test]
 async fn the_same_action_ids_sent_for_two_players_in_opposite_orders_never_deadlock(pool: PgPool) {
     // Four pairs of players at once, each pair sending the same 100 new ids
@@ -212,11 +202,11 @@ async fn the_same_action_ids_sent_for_two_players_in_opposite_orders_never_deadl
             let pool = pool.clone();
             async move {
                 let ids: Vec<_> = (0..100).map(|_| id()).collect();
-                let forward = batch_of(
+                let forward = ledger_batch(
                     &format!("left-{pair}"),
                     ids.iter().map(|&id| Action::Bet { id, amount }).collect(),
                 );
-                let backward = batch_of(
+                let backward = ledger_batch(
                     &format!("right-{pair}"),
                     ids.iter().rev().map(|&id| Action::Bet { id, amount }).collect(),
                 );
@@ -369,9 +359,9 @@ async fn reports_read_only_their_own_operators_players_and_rollups(pool: PgPool)
         .execute(&pool)
         .await
         .unwrap();
-    let home = batch_of("home", vec![Action::Bet { id: id(), amount: 100.try_into().unwrap() }]);
+    let home = ledger_batch("home", vec![Action::Bet { id: id(), amount: 100.try_into().unwrap() }]);
     process_batch(&pool, DEFAULT_OPERATOR, &home).await.unwrap();
-    let away = batch_of("away", vec![Action::Win { id: id(), amount: 7.try_into().unwrap() }]);
+    let away = ledger_batch("away", vec![Action::Win { id: id(), amount: 7.try_into().unwrap() }]);
     process_batch(&pool, 2, &away).await.unwrap();
 
     // Whole hours from the rollups and raw edges from the ledger, both.

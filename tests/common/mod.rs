@@ -147,6 +147,18 @@ pub fn rollback(action_id: Uuid, original: Uuid) -> Value {
     json!({"action": "rollback", "action_id": action_id, "original_action_id": original})
 }
 
+/// A validated request of `actions` for `user_id` in USD, for tests that
+/// call the ledger directly.
+pub fn ledger_batch(user_id: &str, actions: Vec<wallet::ledger::Action>) -> wallet::ledger::Batch {
+    wallet::ledger::Batch {
+        user_id: UserId::try_from(user_id.to_string()).unwrap(),
+        currency: Currency::try_from("USD".to_string()).unwrap(),
+        game: Some("slots".into()),
+        game_id: Some("r".into()),
+        actions,
+    }
+}
+
 /// A provider request for `user_id` in USD.
 pub fn batch(user_id: &str, actions: Vec<Value>) -> Value {
     json!({"user_id": user_id, "currency": "USD", "game": "acceptance:test", "game_id": "round-1", "actions": actions})
