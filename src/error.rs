@@ -110,6 +110,15 @@ pub const SERIALIZATION_FAILURE: &str = "40001";
 /// SQLSTATE of text the database encoding cannot hold (a NUL byte).
 const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 
+/// What a caught panic said, for the log.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// Whether `error` is a deadlock or serialization failure: the transaction
 /// was rolled back and running it again may well succeed.
 pub fn is_retryable(error: &AppError) -> bool {

@@ -130,11 +130,7 @@ pub fn app(state: AppState) -> Router {
 
 /// A handler panicked: 500 in the contract's shape; the cause goes to the log.
 fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let cause = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let cause = error::panic_message(&*panic);
     error::AppError::internal(anyhow::anyhow!("a handler panicked: {cause}")).into_response()
 }
 

@@ -34,7 +34,7 @@ use super::process::{process_batch, process_group_probing, Probe};
 use super::rules::Receipt;
 use super::Batch;
 use crate::domain::MAX_AMOUNT;
-use crate::error::{AppError, AppResult};
+use crate::error::{panic_message, AppError, AppResult};
 use crate::provider::wire::MAX_ACTIONS;
 
 /// Requests waiting per shard before senders are made to wait.
@@ -119,11 +119,7 @@ pub async fn run_shard<H: GroupHandler>(mut queue: mpsc::Receiver<Job>, max_grou
         let group = std::mem::take(&mut jobs);
         let size = group.len();
         if let Err(panic) = AssertUnwindSafe(handler.handle(group)).catch_unwind().await {
-            let cause = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let cause = panic_message(&*panic);
             tracing::error!(
                 size,
                 cause,
