@@ -301,6 +301,11 @@ mod tests {
         assert_eq!(floor_time(DateTime::<Utc>::MIN_UTC, hour), DateTime::<Utc>::MIN_UTC);
         let max = DateTime::<Utc>::MAX_UTC;
         assert!(floor_time(max, hour) <= max);
+        // A unit of nothing floors to the microsecond instead of dividing by zero.
+        assert_eq!(
+            floor_time(at("2026-11-27T10:15:00.0000015Z"), TimeDelta::zero()),
+            at("2026-11-27T10:15:00.000001Z")
+        );
     }
 
     #[test]

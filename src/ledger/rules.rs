@@ -553,6 +553,7 @@ mod tests {
         assert!(w.effects.actions[&late.id()].is_placeholder());
         let receipt = w.apply(&batch(vec![late])).unwrap();
         assert_eq!(receipt.balance, 100, "the late original is recorded reversed");
+        assert!(!w.effects.actions[&late.id()].is_placeholder());
         let rollup = w.effects.rollups[&(bucket_of(now()), "slots".to_string())];
         assert_eq!((rollup.total_bet, rollup.rolled_back_bet), (0, 25));
         assert!(
