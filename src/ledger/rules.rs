@@ -538,6 +538,25 @@ mod tests {
     }
 
     #[test]
+    fn new_rows_are_told_from_changed_stored_ones() {
+        let stored = bet(40);
+        let unseen = Uuid::new_v4();
+        let mut w = wallet(60, PlayerStatus::Active, vec![processed(stored, 1)]);
+        let (undo, pre) = (rollback(stored.id()), rollback(unseen));
+        w.apply(&batch(vec![undo, pre])).unwrap();
+        let (new, changed) = w.split_actions();
+        let ids = |rows: Vec<&StoredAction>| {
+            let mut ids: Vec<Uuid> = rows.iter().map(|r| r.action_id()).collect();
+            ids.sort();
+            ids
+        };
+        let mut expected_new = vec![undo.id(), pre.id(), unseen];
+        expected_new.sort();
+        assert_eq!(ids(new), expected_new, "both rollbacks and the placeholder are inserted");
+        assert_eq!(ids(changed), [stored.id()], "the reversed bet is updated");
+    }
+
+    #[test]
     fn rolling_back_a_win_needs_the_funds() {
         let original = win(80);
         let mut w = wallet(50, PlayerStatus::Active, vec![processed(original, 1)]);
