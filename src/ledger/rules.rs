@@ -557,10 +557,34 @@ mod tests {
     }
 
     #[test]
-    fn rolling_back_a_win_needs_the_funds() {
+    fn rolling_back_a_win_needs_the_funds_and_moves_it_to_rolled_back() {
         let original = win(80);
         let mut w = wallet(50, PlayerStatus::Active, vec![processed(original, 1)]);
         assert_eq!(w.apply(&batch(vec![rollback(original.id())])), Err(Refusal::InsufficientFunds));
+        w.apply(&batch(vec![win(30)])).unwrap();
+        assert_eq!(w.apply(&batch(vec![rollback(original.id())])).unwrap().balance, 0);
+        let hour = bucket_of(now() - TimeDelta::hours(3));
+        let rollup = w.effects.rollups[&(hour, "slots".to_string())];
+        assert_eq!((rollup.total_win, rollup.rolled_back_win), (-80, 80));
+    }
+
+    #[test]
+    fn a_late_win_is_counted_as_rolled_back_in_its_own_hour() {
+        let late = win(25);
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        w.apply(&batch(vec![rollback(late.id())])).unwrap();
+        assert_eq!(w.apply(&batch(vec![late])).unwrap().balance, 100);
+        let rollup = w.effects.rollups[&(bucket_of(now()), "slots".to_string())];
+        assert_eq!((rollup.total_win, rollup.rolled_back_win), (0, 25));
+    }
+
+    #[test]
+    fn a_rollback_naming_another_players_unseen_original_is_refused() {
+        let unseen = Uuid::new_v4();
+        let theirs =
+            StoredAction::Placeholder { action_id: unseen, player_id: 2, reversed_by: Uuid::new_v4() };
+        let mut w = wallet(100, PlayerStatus::Active, vec![theirs]);
+        assert_eq!(w.apply(&batch(vec![rollback(unseen)])), Err(Refusal::ForeignAction(unseen)));
     }
 
     #[test]
