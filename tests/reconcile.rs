@@ -51,6 +51,11 @@ fn failing(report: &Report) -> Vec<&str> {
     report.checks.iter().filter(|c| c.mismatches > 0).map(|c| c.name.as_str()).collect()
 }
 
+/// Runs one statement that damages the database on purpose.
+async fn corrupt(pool: &PgPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
+}
+
 async fn failing_now(pool: &PgPool) -> Vec<String> {
     failing(&reconcile(pool).await.unwrap()).into_iter().map(String::from).collect()
 }
@@ -126,7 +131,7 @@ async fn a_clean_ledger_reconciles_and_a_run_started_over_http_says_so(pool: PgP
 #[sqlx::test]
 async fn a_corrupted_database_is_reported_by_a_run_over_http(pool: PgPool) {
     let server = seed(&pool).await;
-    sqlx::query("UPDATE players SET balance = balance + 1").execute(&pool).await.unwrap();
+    corrupt(&pool, "UPDATE players SET balance = balance + 1").await;
     let run = finished_run(&server, start_run(&server).await).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["report"]["ok"], false, "{run}");
@@ -254,7 +259,7 @@ async fn reconcile_refuses_a_database_that_does_not_exist_and_creates_none(pool:
 #[sqlx::test]
 async fn a_balance_that_drifted_from_the_ledger_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("UPDATE players SET balance = balance + 1").execute(&pool).await.unwrap();
+    corrupt(&pool, "UPDATE players SET balance = balance + 1").await;
     let report = reconcile(&pool).await.unwrap();
     assert!(!report.ok);
     assert_eq!(failing(&report), ["balance_equals_ledger_sum", "chain_ends_at_the_balance"]);
@@ -263,7 +268,7 @@ async fn a_balance_that_drifted_from_the_ledger_is_named(pool: PgPool) {
 #[sqlx::test]
 async fn a_lost_ledger_row_breaks_the_chain_and_the_registry(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("DELETE FROM ledger WHERE seq = 3").execute(&pool).await.unwrap();
+    corrupt(&pool, "DELETE FROM ledger WHERE seq = 3").await;
     let failed = failing_now(&pool).await;
     for check in [
         "balance_equals_ledger_sum",
@@ -280,7 +285,8 @@ async fn an_action_applied_twice_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
     // A second effect of the first bet, chained correctly onto the balance:
     // only the exactly-once checks can see it.
-    sqlx::query(
+    corrupt(
+        &pool,
         "WITH first AS (SELECT * FROM ledger WHERE kind = 'bet' ORDER BY seq LIMIT 1),
               p AS (UPDATE players SET balance = balance - (SELECT amount FROM first),
                                        last_seq = last_seq + 1
@@ -291,9 +297,7 @@ async fn an_action_applied_twice_is_named(pool: PgPool) {
                 p.balance + f.amount, p.balance, f.action_id, f.game, f.game_id
          FROM p, first f",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let report = reconcile(&pool).await.unwrap();
     let failed = failing(&report);
     assert!(failed.contains(&"action_took_effect_once"), "{failed:?}");
@@ -309,8 +313,8 @@ async fn an_action_applied_twice_is_named(pool: PgPool) {
 #[sqlx::test]
 async fn rollups_that_disagree_with_the_actions_are_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("UPDATE rtp_hourly SET total_bet = total_bet + 5").execute(&pool).await.unwrap();
-    sqlx::query("DELETE FROM round_buckets").execute(&pool).await.unwrap();
+    corrupt(&pool, "UPDATE rtp_hourly SET total_bet = total_bet + 5").await;
+    corrupt(&pool, "DELETE FROM round_buckets").await;
     assert_eq!(
         failing_now(&pool).await,
         ["rtp_rollups_match_the_actions", "round_buckets_match_the_live_bets"]
@@ -320,21 +324,20 @@ async fn rollups_that_disagree_with_the_actions_are_named(pool: PgPool) {
 #[sqlx::test]
 async fn rollups_filed_under_another_operator_are_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("INSERT INTO operators (id, code) VALUES (2, 'other')").execute(&pool).await.unwrap();
-    sqlx::query("UPDATE rtp_hourly SET operator_id = 2").execute(&pool).await.unwrap();
+    corrupt(&pool, "INSERT INTO operators (id, code) VALUES (2, 'other')").await;
+    corrupt(&pool, "UPDATE rtp_hourly SET operator_id = 2").await;
     assert_eq!(failing_now(&pool).await, ["rtp_rollups_match_the_actions"]);
 }
 
 #[sqlx::test]
 async fn a_reversal_the_registry_forgot_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query(
+    corrupt(
+        &pool,
         "UPDATE actions SET reversed_by = NULL
          WHERE reversed_by IS NOT NULL AND tx_id IS NOT NULL AND kind = 'bet' AND amount = 300",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let report = reconcile(&pool).await.unwrap();
     let failed = failing(&report);
     assert!(failed.contains(&"net_effect_of_each_bet_and_win"), "{failed:?}");
@@ -346,7 +349,7 @@ async fn a_reversal_the_registry_forgot_is_named(pool: PgPool) {
 #[sqlx::test]
 async fn a_win_that_moved_another_amount_than_registered_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("UPDATE actions SET amount = 400 WHERE kind = 'win'").execute(&pool).await.unwrap();
+    corrupt(&pool, "UPDATE actions SET amount = 400 WHERE kind = 'win'").await;
     let report = reconcile(&pool).await.unwrap();
     let failed = failing(&report);
     for check in [
@@ -363,14 +366,13 @@ async fn a_win_that_moved_another_amount_than_registered_is_named(pool: PgPool) 
 #[sqlx::test]
 async fn a_reversed_bet_whose_rollback_paid_nothing_back_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("ALTER TABLE ledger DROP CONSTRAINT ledger_movement_check").execute(&pool).await.unwrap();
-    sqlx::query(
+    corrupt(&pool, "ALTER TABLE ledger DROP CONSTRAINT ledger_movement_check").await;
+    corrupt(
+        &pool,
         "UPDATE ledger SET balance_after = balance_before
          WHERE kind = 'rollback' AND amount = 300",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let report = reconcile(&pool).await.unwrap();
     let failed = failing(&report);
     assert!(failed.contains(&"net_effect_of_each_bet_and_win"), "{failed:?}");
@@ -382,13 +384,12 @@ async fn a_reversed_bet_whose_rollback_paid_nothing_back_is_named(pool: PgPool) 
 #[sqlx::test]
 async fn ledger_rows_of_an_unknown_player_are_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query(
+    corrupt(
+        &pool,
         "INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before, balance_after)
          VALUES (424242, 1, now(), gen_random_uuid(), 'deposit', 5, 0, 5)",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let report = reconcile(&pool).await.unwrap();
     assert_eq!(failing(&report), ["ledger_rows_have_a_player", "back_office_movements_match_their_keys"]);
     assert_eq!(report.checks[1].examples, ["1 ledger rows for unknown player 424242"]);
@@ -397,10 +398,7 @@ async fn ledger_rows_of_an_unknown_player_are_named(pool: PgPool) {
 #[sqlx::test]
 async fn a_tx_id_on_two_ledger_rows_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("UPDATE ledger SET tx_id = (SELECT tx_id FROM ledger WHERE seq = 2) WHERE seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
+    corrupt(&pool, "UPDATE ledger SET tx_id = (SELECT tx_id FROM ledger WHERE seq = 2) WHERE seq = 3").await;
     let failed = failing_now(&pool).await;
     assert!(failed.iter().any(|f| f == "tx_id_is_unique"), "{failed:?}");
 }
@@ -409,15 +407,14 @@ async fn a_tx_id_on_two_ledger_rows_is_named(pool: PgPool) {
 async fn an_original_reversed_twice_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
     // The repeated rollback claims to have reversed the bet's amount as well.
-    sqlx::query("ALTER TABLE ledger DROP CONSTRAINT ledger_movement_check").execute(&pool).await.unwrap();
-    sqlx::query(
+    corrupt(&pool, "ALTER TABLE ledger DROP CONSTRAINT ledger_movement_check").await;
+    corrupt(
+        &pool,
         "UPDATE ledger SET amount = 300
          WHERE kind = 'rollback' AND amount = 0 AND balance_after = balance_before
            AND original_action_id = (SELECT action_id FROM actions WHERE kind = 'bet' AND amount = 300)",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(failing_now(&pool).await, ["original_reversed_at_most_once"]);
 }
 
@@ -425,13 +422,12 @@ async fn an_original_reversed_twice_is_named(pool: PgPool) {
 async fn a_rollback_of_another_players_action_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
     player_with_balance(&pool, "rec-2", "EUR", 0).await;
-    sqlx::query(
+    corrupt(
+        &pool,
         "UPDATE actions SET player_id = (SELECT id FROM players WHERE user_id = 'rec-2')
          WHERE kind = 'bet' AND amount = 300",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let failed = failing_now(&pool).await;
     for check in ["rollbacks_name_a_known_original", "reversals_point_at_their_rollback"] {
         assert!(failed.iter().any(|f| f == check), "{check} not in {failed:?}");
@@ -441,23 +437,19 @@ async fn a_rollback_of_another_players_action_is_named(pool: PgPool) {
 #[sqlx::test]
 async fn a_reversal_that_names_no_rollback_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query(
+    corrupt(
+        &pool,
         "UPDATE actions SET reversed_by = (SELECT action_id FROM actions WHERE kind = 'win')
          WHERE kind = 'bet' AND amount = 300",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(failing_now(&pool).await, ["reversals_point_at_their_rollback"]);
 }
 
 #[sqlx::test]
 async fn a_deposit_whose_key_stores_another_balance_is_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    sqlx::query("UPDATE idempotency_keys SET balance_after = balance_after + 1")
-        .execute(&pool)
-        .await
-        .unwrap();
+    corrupt(&pool, "UPDATE idempotency_keys SET balance_after = balance_after + 1").await;
     assert_eq!(failing_now(&pool).await, ["back_office_movements_match_their_keys"]);
 }
 
@@ -471,15 +463,15 @@ async fn a_daily_summary_that_disagrees_with_the_rollups_is_named(pool: PgPool) 
         "UPDATE rtp_hourly SET bucket = bucket - interval '2 days'",
         "UPDATE round_buckets SET bucket = bucket - interval '2 days'",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        corrupt(&pool, sql).await;
     }
     let sealed = wallet::reports::summary::summarize(&pool).await.unwrap();
     assert!(sealed.days_sealed >= 1, "{sealed:?}");
     let report = reconcile(&pool).await.unwrap();
     assert!(report.ok, "{:?}", failing(&report));
 
-    sqlx::query("UPDATE rtp_daily SET total_win = total_win + 1").execute(&pool).await.unwrap();
-    sqlx::query("DELETE FROM rtp_daily_players").execute(&pool).await.unwrap();
+    corrupt(&pool, "UPDATE rtp_daily SET total_win = total_win + 1").await;
+    corrupt(&pool, "DELETE FROM rtp_daily_players").await;
     assert_eq!(
         failing_now(&pool).await,
         ["daily_summary_matches_the_rollups", "daily_players_match_the_rollups"]
