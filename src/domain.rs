@@ -324,3 +324,64 @@ mod tests {
         assert!(UserId::try_from(String::new()).is_err());
     }
 }
+
+/// An ISO 3166-1 alpha-2 country code, upper case.
+pub fn is_country(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A feature flag of an operator: on or off everywhere, or a default with
+/// per-country exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Flag {
+    Everywhere(bool),
+    PerCountry { default: bool, countries: std::collections::BTreeMap<String, bool> },
+}
+
+impl Flag {
+    /// Whether the flag is on for a player of `country` (the default when
+    /// the country is not known).
+    pub fn is_on(&self, country: Option<&str>) -> bool {
+        match self {
+            Flag::Everywhere(on) => *on,
+            Flag::PerCountry { default, countries } => {
+                country.and_then(|c| countries.get(c)).copied().unwrap_or(*default)
+            }
+        }
+    }
+}
+
+impl TryFrom<serde_json::Value> for Flag {
+    type Error = Invalid;
+
+    fn try_from(value: serde_json::Value) -> Result<Flag, Invalid> {
+        const SHAPE: &str = r#"a flag is a bool or {"default": bool, "countries": {"XX": bool}}"#;
+        let serde_json::Value::Object(mut fields) = value else {
+            return value.as_bool().map(Flag::Everywhere).ok_or(Invalid(SHAPE));
+        };
+        let default = fields.remove("default").and_then(|v| v.as_bool()).ok_or(Invalid(SHAPE))?;
+        let countries = match fields.remove("countries") {
+            None => Default::default(),
+            Some(serde_json::Value::Object(countries)) => countries
+                .into_iter()
+                .map(|(country, on)| match on.as_bool() {
+                    Some(on) if is_country(&country) => Ok((country, on)),
+                    _ => Err(Invalid("countries: each key is an ISO 3166-1 alpha-2 code (\"GB\") and each value a bool")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(Invalid(SHAPE)),
+        };
+        if !fields.is_empty() {
+            return Err(Invalid(SHAPE));
+        }
+        Ok(Flag::PerCountry { default, countries })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Flag, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Flag::try_from(value).map_err(|Invalid(problem)| serde::de::Error::custom(problem))
+    }
+}

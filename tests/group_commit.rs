@@ -8,11 +8,11 @@ use common::*;
 use futures::future::join_all;
 use sqlx::PgPool;
 use uuid::Uuid;
-use wallet::domain::{Amount, DEFAULT_OPERATOR};
+use wallet::domain::Amount;
 use wallet::error::AppError;
 use wallet::ledger::group::GroupCommitter;
 use wallet::ledger::process::{process_group, process_group_probing, Probe};
-use wallet::ledger::{Action, Batch};
+use wallet::ledger::{Action, Submission};
 
 fn bet_of(id: Uuid, amount: i64) -> Action {
     Action::Bet { id, amount: Amount::try_from(amount).unwrap() }
@@ -45,8 +45,9 @@ async fn one_group_gives_each_request_its_own_outcome(pool: PgPool) {
         ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 1)]),                            // 100
         ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: first_bet }]), // +600: 1050
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
-    let outcomes = process_group(&pool, DEFAULT_OPERATOR, &refs).await.unwrap();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
+    let outcomes = process_group(&pool, &refs).await.unwrap();
     let codes: Vec<Result<i64, u16>> =
         outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
     assert_eq!(codes, vec![Ok(400), Err(100), Ok(0), Ok(450), Err(409), Err(101), Err(100), Ok(1_050)]);
@@ -67,7 +68,7 @@ async fn one_group_gives_each_request_its_own_outcome(pool: PgPool) {
 async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     player_with_balance(&pool, "bob", "USD", 1_000).await;
-    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
+    let committer = GroupCommitter::start(pool.clone(), 1, 64);
     // Two players claim the same new action_id in one group: each looks valid
     // alone, but the combined insert violates the registry's primary key.
     let shared = Uuid::new_v4();
@@ -77,7 +78,7 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
         ledger_batch("bob", vec![bet_of(shared, 100)]),
         ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 20)]),
     ];
-    let outcomes = join_all(requests.into_iter().map(|r| committer.submit(r))).await;
+    let outcomes = join_all(requests.into_iter().map(|r| committer.submit(submitted(r)))).await;
     let codes: Vec<Result<i64, u16>> =
         outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
     assert_eq!(codes, vec![Ok(990), Ok(890), Err(409), Ok(980)]);
@@ -87,11 +88,11 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
 #[sqlx::test]
 async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool: PgPool) {
     player_with_balance(&pool, "hot", "USD", 5_000).await;
-    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 2, 16);
+    let committer = GroupCommitter::start(pool.clone(), 2, 16);
     let bets: Vec<Uuid> = (0..120).map(|_| Uuid::new_v4()).collect();
     // 120 bets of 50 (only 100 fit), each sent twice.
     let requests = bets.iter().chain(bets.iter()).map(|id| ledger_batch("hot", vec![bet_of(*id, 50)]));
-    let outcomes = join_all(requests.map(|r| committer.submit(r))).await;
+    let outcomes = join_all(requests.map(|r| committer.submit(submitted(r)))).await;
     let (first, second) = outcomes.split_at(120);
     let accepted = first.iter().filter(|o| o.is_ok()).count();
     assert_eq!(accepted, 100);
@@ -125,16 +126,17 @@ async fn ledger_rows(pool: &PgPool) -> i64 {
 async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_tx_id(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     let (bet, win) = (Uuid::new_v4(), Uuid::new_v4());
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(bet, 100)]))]).await.unwrap();
     let first = first_tx_id(&pool, bet).await;
 
     let requests = [
         ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
         ledger_batch("alice", vec![bet_of(bet, 100), win_of(win, 5)]),
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &refs, Probe::Originals).await.unwrap();
     assert!(group.met_stored_action, "the replayed bet's insert must have collided");
     let replay = group.outcomes[1].as_ref().unwrap();
     assert_eq!(replay.transactions[0], (bet, first), "the replay answers its first tx_id");
@@ -149,7 +151,7 @@ async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_
 async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 100).await;
     let bet = Uuid::new_v4();
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(bet, 100)]))]).await.unwrap();
     let first = first_tx_id(&pool, bet).await;
 
     // Taken as new, the replay would overdraw the empty balance (code 100);
@@ -158,9 +160,10 @@ async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay
         ledger_batch("alice", vec![bet_of(bet, 100)]),
         ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 50)]),
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &refs, Probe::Originals).await.unwrap();
     assert!(!group.met_stored_action, "the refusal was judged again before anything was written");
     assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(bet, first)]);
     assert_eq!(group.outcomes[1].as_ref().map_err(AppError::code).unwrap_err(), 100);
@@ -179,7 +182,7 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
         ledger_batch("alice", vec![Action::Rollback { id: pre_rollback, original: unseen }]),
     ];
     for r in &history {
-        process_group(&pool, DEFAULT_OPERATOR, &[r]).await.unwrap();
+        process_group(&pool, &[&submitted(r.clone())]).await.unwrap();
     }
     let first_rollback = first_tx_id(&pool, rollback).await;
     assert_eq!(balance(&pool, "alice").await, 1_000);
@@ -190,9 +193,10 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
         ledger_batch("alice", vec![Action::Rollback { id: rollback, original: bet }]),
         ledger_batch("alice", vec![bet_of(unseen, 300)]),
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &refs, Probe::Originals).await.unwrap();
     assert!(group.met_stored_action);
     assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(rollback, first_rollback)]);
     let late = group.outcomes[1].as_ref().unwrap();
@@ -213,7 +217,7 @@ async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])])
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]))])
         .await
         .unwrap();
     let dated: chrono::DateTime<chrono::Utc> =

@@ -19,14 +19,14 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::{Method, StatusCode};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Acquire, ConnectOptions, Connection, PgConnection, Postgres};
 
 use crate::error::{AppError, AppResult};
+use crate::staff::{BackOffice, Permission};
 use crate::AppState;
 
 use runs::Run;
@@ -491,10 +491,12 @@ pub fn render_text(report: &Report) -> String {
 /// - `GET /v1/admin/reconciliation/{run_id}`: that run, with its report once
 ///   it has succeeded (`report.ok` says whether everything agreed);
 /// - `GET /v1/admin/reconciliation`: the latest run.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/reconciliation", get(latest_run).post(start_run))
-        .route("/v1/admin/reconciliation/{run_id}", get(one_run))
+pub fn routes() -> BackOffice {
+    use Permission::Reconcile;
+    BackOffice::default()
+        .route(Method::GET, "/v1/admin/reconciliation", Reconcile, latest_run)
+        .route(Method::POST, "/v1/admin/reconciliation", Reconcile, start_run)
+        .route(Method::GET, "/v1/admin/reconciliation/{run_id}", Reconcile, one_run)
 }
 
 async fn start_run(State(state): State<AppState>) -> AppResult<(StatusCode, Json<Run>)> {

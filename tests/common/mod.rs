@@ -31,7 +31,7 @@ impl TestServer {
     /// A server whose connections are limited as given, served exactly as
     /// `wallet serve` serves.
     pub async fn start_with(pool: PgPool, limits: ConnectionLimits) -> TestServer {
-        let state = AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN_TOKEN);
+        let state = AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN_TOKEN).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let forever = std::future::pending::<()>();
@@ -157,6 +157,12 @@ pub fn ledger_batch(user_id: &str, actions: Vec<wallet::ledger::Action>) -> wall
         game_id: Some("r".into()),
         actions,
     }
+}
+
+/// `batch` as the ledger takes it from `/v1/process`: for operator `default`,
+/// under no operator policy.
+pub fn submitted(batch: wallet::ledger::Batch) -> wallet::ledger::Submission {
+    wallet::ledger::Submission::open(wallet::domain::DEFAULT_OPERATOR, batch)
 }
 
 /// A provider request for `user_id` in USD.
