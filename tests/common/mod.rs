@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 use wallet::config::ConnectionLimits;
+use wallet::operators::registry::Freshness;
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::provider::signature::sign;
 use wallet::{app, AppState};
@@ -21,6 +22,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub pool: PgPool,
     pub client: reqwest::Client,
+    /// The state it serves, for its in-memory operators.
+    pub state: AppState,
 }
 
 impl TestServer {
@@ -32,13 +35,63 @@ impl TestServer {
     /// `wallet serve` serves.
     pub async fn start_with(pool: PgPool, limits: ConnectionLimits) -> TestServer {
         let state = AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN_TOKEN).await;
+        TestServer::serving(state, limits).await
+    }
+
+    /// A server whose operators keep fresh as `freshness` says.
+    pub async fn start_fresh(pool: PgPool, freshness: Freshness) -> TestServer {
+        let state = AppState::build(
+            pool,
+            &[SECRET.to_string()],
+            ADMIN_TOKEN,
+            None,
+            &wallet::config::Protection::unlimited(),
+            freshness,
+        )
+        .await;
+        TestServer::serving(state, ConnectionLimits::default()).await
+    }
+
+    async fn serving(state: AppState, limits: ConnectionLimits) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let forever = std::future::pending::<()>();
-        tokio::spawn(
-            async move { wallet::server::serve(listener, app(state), limits, forever).await.unwrap() },
-        );
-        TestServer { addr, pool, client: reqwest::Client::new() }
+        let router = app(state.clone());
+        tokio::spawn(async move { wallet::server::serve(listener, router, limits, forever).await.unwrap() });
+        TestServer { addr, pool: state.pool.clone(), client: reqwest::Client::new(), state }
+    }
+
+    /// Any request: `token` as the bearer (if any), extra `headers`, a JSON body (if any).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// POSTs `body` to `path`, signed with `secret` as a provider signs.
+    pub async fn process_at(&self, path: &str, secret: &str, body: &Value) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("authorization", sign(secret.as_bytes(), &bytes))
+            .body(bytes);
+        read(request.send().await.unwrap()).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -120,6 +173,10 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("idempotency_keys", "player_id, idempotency_key"),
         ("rtp_hourly", "player_id, bucket, game"),
         ("round_buckets", "player_id, bucket, game, game_id"),
+        ("operators", "id"),
+        ("operator_domains", "domain"),
+        ("provider_keys", "key_id"),
+        ("staff", "staff_id"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))
