@@ -367,7 +367,9 @@ impl TryFrom<serde_json::Value> for Flag {
                 .into_iter()
                 .map(|(country, on)| match on.as_bool() {
                     Some(on) if is_country(&country) => Ok((country, on)),
-                    _ => Err(Invalid("countries: each key is an ISO 3166-1 alpha-2 code (\"GB\") and each value a bool")),
+                    _ => Err(Invalid(
+                        "countries: each key is an ISO 3166-1 alpha-2 code (\"GB\") and each value a bool",
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(Invalid(SHAPE)),

@@ -61,7 +61,8 @@ impl AppState {
     /// no overload protection: what tests and embedded uses start from.
     /// Starts the loops, so it must be called inside the Tokio runtime.
     pub async fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
-        AppState::build(pool, hmac_secrets, admin_token, None, &Protection::unlimited(), Freshness::default()).await
+        AppState::build(pool, hmac_secrets, admin_token, None, &Protection::unlimited(), Freshness::default())
+            .await
     }
 
     /// The state `wallet serve` runs with.

@@ -472,7 +472,15 @@ mod tests {
     }
 
     fn wallet(balance: i64, status: PlayerStatus, stored: Vec<StoredAction>) -> Wallet {
-        let player = Player { id: 1, operator: 1, currency: "USD".into(), balance, status, last_seq: 0, country: Some("GB".into()) };
+        let player = Player {
+            id: 1,
+            operator: 1,
+            currency: "USD".into(),
+            balance,
+            status,
+            last_seq: 0,
+            country: Some("GB".into()),
+        };
         Wallet::new(player, now(), stored)
     }
 
@@ -675,7 +683,11 @@ mod tests {
         w.player.country = Some("SE".into());
         assert_eq!(w.apply(&batch(vec![bet(1)])).unwrap().balance, 114);
         w.player.country = None;
-        assert_eq!(w.apply(&batch(vec![bet(1)])).unwrap().balance, 113, "an unknown country takes the default");
+        assert_eq!(
+            w.apply(&batch(vec![bet(1)])).unwrap().balance,
+            113,
+            "an unknown country takes the default"
+        );
     }
 
     #[test]

@@ -95,7 +95,11 @@ pub fn default_kyc_tiers(code: &str) -> BTreeMap<String, KycTier> {
     let tiers = if code == DEFAULT_CODE {
         [tier(true, true, true, None), tier(true, true, true, None), tier(true, true, true, None)]
     } else {
-        [tier(false, false, false, None), tier(true, true, false, Some(200_000)), tier(true, true, true, None)]
+        [
+            tier(false, false, false, None),
+            tier(true, true, false, Some(200_000)),
+            tier(true, true, true, None),
+        ]
     };
     tiers.into_iter().enumerate().map(|(n, t)| (n.to_string(), t)).collect()
 }
@@ -153,10 +157,18 @@ impl Document {
         }
         for (name, value) in &self.theme {
             if !is_css_name(name) {
-                return Err(bad(&format!("theme.{name}"), "a theme key is a CSS variable name: a-z, 0-9 and -, 1 to 64"));
+                return Err(bad(
+                    &format!("theme.{name}"),
+                    "a theme key is a CSS variable name: a-z, 0-9 and -, 1 to 64",
+                ));
             }
-            if value.chars().count() > 100 || value.chars().any(|c| "{};<>\\\"\0".contains(c) || c.is_control()) {
-                return Err(bad(&format!("theme.{name}"), "a theme value is a short CSS value (at most 100 characters, no ; { } < > \\ or quotes)"));
+            if value.chars().count() > 100
+                || value.chars().any(|c| "{};<>\\\"\0".contains(c) || c.is_control())
+            {
+                return Err(bad(
+                    &format!("theme.{name}"),
+                    "a theme value is a short CSS value (at most 100 characters, no ; { } < > \\ or quotes)",
+                ));
             }
         }
         for name in self.features.keys() {
@@ -211,7 +223,10 @@ impl Rules {
         }
         for (n, tier) in tiers.iter() {
             if tier.deposit_lifetime_max.is_some_and(|max| !(0..=crate::domain::MAX_AMOUNT).contains(&max)) {
-                return Err(bad(&format!("kyc_tiers.{n}.deposit_lifetime_max"), "must be 0 to 10^18 minor units"));
+                return Err(bad(
+                    &format!("kyc_tiers.{n}.deposit_lifetime_max"),
+                    "must be 0 to 10^18 minor units",
+                ));
             }
         }
         Ok(())
@@ -254,11 +269,12 @@ mod tests {
 
     #[test]
     fn the_contract_example_parses_and_keeps_its_values() {
-        let doc = parse(json!({"name": "Bluestar Casino", "currencies": ["GBP"], "timezone": "Europe/London",
+        let doc =
+            parse(json!({"name": "Bluestar Casino", "currencies": ["GBP"], "timezone": "Europe/London",
             "domains": ["Bluestar.example"], "theme": {"primary": "#1a3c8f", "radius": "8px"},
             "features": {"casino": true, "live_betting": {"default": true, "countries": {"GB": false}}},
             "rules": {"min_age": 18, "login_max_failures": 5}}))
-        .unwrap();
+            .unwrap();
         assert_eq!(doc.domains, ["bluestar.example"]);
         assert!(!doc.flag("live_betting", Some("GB")));
         assert!(doc.flag("live_betting", Some("SE")));
@@ -280,10 +296,16 @@ mod tests {
             (json!({"name": "B", "currencies": ["GBP"], "domains": ["https://x.example"]}), "domains[0]"),
             (json!({"name": "B", "currencies": ["GBP"], "theme": {"primary": "red; }"}}), "theme.primary"),
             (json!({"name": "B", "currencies": ["GBP"], "features": {"casino": "yes"}}), "features.casino"),
-            (json!({"name": "B", "currencies": ["GBP"], "features": {"casino": {"default": true, "countries": {"gb": false}}}}), "features.casino"),
+            (
+                json!({"name": "B", "currencies": ["GBP"], "features": {"casino": {"default": true, "countries": {"gb": false}}}}),
+                "features.casino",
+            ),
             (json!({"name": "B", "currencies": ["GBP"], "rules": {"min_age": 0}}), "rules.min_age"),
-            (json!({"name": "B", "currencies": ["GBP"], "rules": {"kyc_tiers": {"0": {"deposit": true, "play": true, "withdraw": true}}}}), "rules.kyc_tiers"),
-            (json!({"name": "B", "currencies": ["GBP"], "colour": "red"}), "body"),
+            (
+                json!({"name": "B", "currencies": ["GBP"], "rules": {"kyc_tiers": {"0": {"deposit": true, "play": true, "withdraw": true}}}}),
+                "rules.kyc_tiers",
+            ),
+            (json!({"name": "B", "currencies": ["GBP"], "colour": "red"}), "colour"),
         ];
         assert!(parse(base()).is_ok());
         for (value, field) in cases {

@@ -66,7 +66,8 @@ fn view(operator: store::StoredOperator) -> OperatorView {
 
 /// Splits a request body into the operator code and the document proper.
 fn take_code(body: &mut Value) -> AppResult<String> {
-    let object = body.as_object_mut().ok_or_else(|| AppError::bad_request("body", "must be a JSON object"))?;
+    let object =
+        body.as_object_mut().ok_or_else(|| AppError::bad_request("body", "must be a JSON object"))?;
     let code = match object.remove("code") {
         Some(Value::String(code)) if is_code(&code) => code,
         Some(_) => return Err(AppError::bad_request("code", "must match ^[a-z0-9_-]{1,64}$")),
@@ -77,7 +78,10 @@ fn take_code(body: &mut Value) -> AppResult<String> {
     Ok(code)
 }
 
-async fn create(State(state): State<AppState>, JsonBody(mut body): JsonBody<Value>) -> AppResult<(StatusCode, Json<OperatorView>)> {
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(mut body): JsonBody<Value>,
+) -> AppResult<(StatusCode, Json<OperatorView>)> {
     let code = take_code(&mut body)?;
     let document = Document::parse(&code, body)?;
     let mut tx = state.pool.begin().await?;
@@ -90,7 +94,10 @@ async fn list(State(state): State<AppState>) -> AppResult<Json<Vec<OperatorView>
     Ok(Json(store::load_all(&state.pool).await?.into_iter().map(view).collect()))
 }
 
-async fn read(State(state): State<AppState>, PathParams(code): PathParams<String>) -> AppResult<Json<OperatorView>> {
+async fn read(
+    State(state): State<AppState>,
+    PathParams(code): PathParams<String>,
+) -> AppResult<Json<OperatorView>> {
     let operator = store::load(&state.pool, &code).await?.ok_or(AppError::OperatorNotFound)?;
     Ok(Json(view(operator)))
 }
@@ -100,7 +107,9 @@ fn if_match(headers: &HeaderMap) -> AppResult<Option<i32>> {
     let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };
     let text = value.to_str().unwrap_or_default().trim();
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse().map(Some).map_err(|_| AppError::bad_request("If-Match", "must be the document's version, as \"3\""))
+    text.parse()
+        .map(Some)
+        .map_err(|_| AppError::bad_request("If-Match", "must be the document's version, as \"3\""))
 }
 
 /// `PATCH /v1/operators/{code}`: a JSON merge patch (RFC 7396) of the document.
@@ -198,8 +207,9 @@ fn resolve(registry: &Arc<Registry>, headers: &HeaderMap) -> Option<Arc<Tenant>>
         let name = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
         name.map_or(host, |(name, _)| name).to_ascii_lowercase()
     });
-    host.and_then(|host| registry.by_domain(&host))
-        .or_else(|| headers.get(&X_OPERATOR).and_then(|v| v.to_str().ok()).and_then(|code| registry.by_code(code)))
+    host.and_then(|host| registry.by_domain(&host)).or_else(|| {
+        headers.get(&X_OPERATOR).and_then(|v| v.to_str().ok()).and_then(|code| registry.by_code(code))
+    })
 }
 
 #[derive(Deserialize)]
@@ -217,7 +227,10 @@ struct TenantView<'a> {
     features: BTreeMap<String, bool>,
 }
 
-async fn tenant(TenantOf(tenant): TenantOf, QueryParams(query): QueryParams<TenantQuery>) -> AppResult<Response> {
+async fn tenant(
+    TenantOf(tenant): TenantOf,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> AppResult<Response> {
     let country = query.country.as_deref().map(document::country).transpose()?;
     let doc = &tenant.document;
     let view = TenantView {

@@ -129,20 +129,37 @@ impl Registry {
         // A database that does not answer must not hold up the start for
         // the pool's whole acquire timeout.
         let first_load = tokio::time::timeout(Duration::from_secs(2), registry.reload_all()).await;
-        if let Err(error) = first_load.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(error) =
+            first_load.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string()))
+        {
             tracing::warn!(%error, "cannot load the operators yet; serving a stand-in default until the database answers");
             let stand_in = StoredOperator {
                 id: crate::domain::DEFAULT_OPERATOR,
                 code: DEFAULT_CODE.into(),
-                document: Document::parse(DEFAULT_CODE, serde_json::json!({"name": "Default", "currencies": []}))
-                    .expect("the stand-in document is valid"),
+                document: Document::parse(
+                    DEFAULT_CODE,
+                    serde_json::json!({"name": "Default", "currencies": []}),
+                )
+                .expect("the stand-in document is valid"),
                 version: 1,
                 revision: 0,
                 secrets: Vec::new(),
             };
             registry.snapshot.store(Arc::new(Snapshot::of(vec![registry.tenant(stand_in)])));
         }
-        tokio::spawn(listen(Arc::downgrade(&registry)));
+        // Listening starts before the registry is handed out, so that no
+        // change made after `start` returns can go unnoticed.
+        let listener = match tokio::time::timeout(Duration::from_secs(2), connect_listener(&registry.pool))
+            .await
+        {
+            Ok(Ok(listener)) => Some(listener),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot listen for operator changes yet; retrying in the background");
+                None
+            }
+            Err(_) => None,
+        };
+        tokio::spawn(listen(Arc::downgrade(&registry), listener));
         tokio::spawn(safety_net(Arc::downgrade(&registry)));
         registry
     }
@@ -269,7 +286,9 @@ impl Registry {
     }
 
     fn check_age(self: &Arc<Self>, tenant: &Tenant) {
-        if tenant.loaded_at.elapsed() > self.freshness.max_age && !tenant.refreshing.swap(true, Ordering::Relaxed) {
+        if tenant.loaded_at.elapsed() > self.freshness.max_age
+            && !tenant.refreshing.swap(true, Ordering::Relaxed)
+        {
             self.refresh(&tenant.code);
         }
     }
@@ -277,11 +296,20 @@ impl Registry {
 
 /// Reloads each operator named by a notification. Listening stops when the
 /// registry is dropped.
-async fn listen(registry: std::sync::Weak<Registry>) {
+async fn listen(registry: std::sync::Weak<Registry>, mut listening: Option<PgListener>) {
     let Some(pool) = registry.upgrade().map(|r| r.pool.clone()) else { return };
     let mut listener = loop {
+        if let Some(listener) = listening.take() {
+            break listener;
+        }
         match connect_listener(&pool).await {
-            Ok(listener) => break listener,
+            Ok(listener) => {
+                // Changes made before it listened are found by comparing revisions.
+                if let Some(registry) = registry.upgrade() {
+                    let _ = registry.compare_revisions().await;
+                }
+                break listener;
+            }
             Err(sqlx::Error::PoolClosed) => return,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for operator changes yet; retrying");

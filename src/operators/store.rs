@@ -37,7 +37,10 @@ struct Row {
 impl Row {
     fn into_stored(self) -> AppResult<StoredOperator> {
         let document = Document::parse(&self.code, self.config).map_err(|error| {
-            AppError::internal(anyhow::anyhow!("operator {} has a stored document the service refuses: {error}", self.code))
+            AppError::internal(anyhow::anyhow!(
+                "operator {} has a stored document the service refuses: {error}",
+                self.code
+            ))
         })?;
         Ok(StoredOperator {
             id: self.id,
@@ -159,9 +162,14 @@ pub async fn create_key(conn: &mut PgConnection, id: i16) -> AppResult<(Uuid, St
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let (key_id, secret) = (Uuid::now_v7(), hex::encode(bytes));
-    sqlx::query!("INSERT INTO provider_keys (key_id, operator_id, secret) VALUES ($1, $2, $3)", key_id, id, secret)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO provider_keys (key_id, operator_id, secret) VALUES ($1, $2, $3)",
+        key_id,
+        id,
+        secret
+    )
+    .execute(&mut *conn)
+    .await?;
     touch(conn, id).await?;
     Ok((key_id, secret))
 }

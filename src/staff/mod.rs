@@ -89,14 +89,22 @@ pub struct BackOffice {
 
 impl BackOffice {
     /// Adds `method path`, open to callers whose role has `permission`.
-    pub fn route<H, T>(mut self, method: Method, path: &'static str, permission: Permission, handler: H) -> Self
+    pub fn route<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        permission: Permission,
+        handler: H,
+    ) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).expect("back-office routes use standard methods");
-        let guarded = on(filter, handler)
-            .route_layer(middleware::from_fn(move |request: Request, next: Next| authorise(permission, request, next)));
+        let guarded =
+            on(filter, handler).route_layer(middleware::from_fn(move |request: Request, next: Next| {
+                authorise(permission, request, next)
+            }));
         self.router = self.router.route(path, guarded);
         self.specs.push(RouteSpec { method, path, permission });
         self
@@ -134,7 +142,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     } else {
         match store::find_by_token(&state.pool, &token_hash(token)).await {
             Ok(found) => found,
-            Err(error) => return AppError::from(error).into_response(),
+            Err(error) => return error.into_response(),
         }
     };
     match identity {
@@ -153,7 +161,8 @@ async fn authorise(permission: Permission, mut request: Request, next: Next) -> 
         request.extensions().get::<Identity>().cloned(),
         request.extensions().get::<Arc<crate::operators::registry::Registry>>().cloned(),
     ) else {
-        return AppError::internal(anyhow::anyhow!("back-office route without authentication")).into_response();
+        return AppError::internal(anyhow::anyhow!("back-office route without authentication"))
+            .into_response();
     };
     if !permissions::allows(identity.role, identity.operator.is_none(), permission) {
         return AppError::Forbidden.into_response();

@@ -91,9 +91,21 @@ mod tests {
     fn the_roles_of_the_contract() {
         use Permission::*;
         let may = |role, permission| allows(role, false, permission);
-        assert!(may(Role::Finance, MoveMoney) && may(Role::Finance, ReadReports) && !may(Role::Finance, ChangeStatus));
-        assert!(may(Role::Support, ChangeStatus) && may(Role::Support, LowerLimits) && !may(Role::Support, ChangeKyc));
-        assert!(may(Role::Compliance, ChangeKyc) && may(Role::Compliance, ReadAudit) && !may(Role::Compliance, MoveMoney));
+        assert!(
+            may(Role::Finance, MoveMoney)
+                && may(Role::Finance, ReadReports)
+                && !may(Role::Finance, ChangeStatus)
+        );
+        assert!(
+            may(Role::Support, ChangeStatus)
+                && may(Role::Support, LowerLimits)
+                && !may(Role::Support, ChangeKyc)
+        );
+        assert!(
+            may(Role::Compliance, ChangeKyc)
+                && may(Role::Compliance, ReadAudit)
+                && !may(Role::Compliance, MoveMoney)
+        );
         assert!(may(Role::Analyst, ReadReports) && !may(Role::Analyst, ReadPlayers));
         assert!(!may(Role::Admin, ManageOperators), "operators are for platform admins only");
         assert!(allows(Role::Admin, true, ManageOperators) && !allows(Role::Finance, true, Reconcile));

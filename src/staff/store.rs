@@ -21,7 +21,8 @@ pub async fn find_by_token(pool: &PgPool, hash: &[u8]) -> AppResult<Option<Ident
     .fetch_optional(pool)
     .await?;
     row.map(|r| {
-        let role = r.role.parse().map_err(|()| AppError::internal(anyhow::anyhow!("staff role {}", r.role)))?;
+        let role =
+            r.role.parse().map_err(|()| AppError::internal(anyhow::anyhow!("staff role {}", r.role)))?;
         Ok(Identity { staff_id: Some(r.staff_id), role, operator: r.operator_id })
     })
     .transpose()
@@ -85,8 +86,14 @@ pub async fn create(
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| AppError::Conflict("email: a staff member with this email exists already".into()))?;
-    let staff =
-        StaffView { staff_id, email: email.to_owned(), role, operator: None, created_at, operator_id: operator };
+    let staff = StaffView {
+        staff_id,
+        email: email.to_owned(),
+        role,
+        operator: None,
+        created_at,
+        operator_id: operator,
+    };
     Ok(NewStaffView { staff, token })
 }
 
@@ -102,7 +109,8 @@ pub async fn list(pool: &PgPool, operator: Option<i16>) -> AppResult<Vec<StaffVi
     .await?;
     rows.into_iter()
         .map(|r| {
-            let role = r.role.parse().map_err(|()| AppError::internal(anyhow::anyhow!("staff role {}", r.role)))?;
+            let role =
+                r.role.parse().map_err(|()| AppError::internal(anyhow::anyhow!("staff role {}", r.role)))?;
             Ok(StaffView {
                 staff_id: r.staff_id,
                 email: r.email,

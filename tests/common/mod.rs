@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 use wallet::config::ConnectionLimits;
-use wallet::operators::registry::Freshness;
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
+use wallet::operators::registry::Freshness;
 use wallet::provider::signature::sign;
 use wallet::{app, AppState};
 
