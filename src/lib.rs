@@ -4,9 +4,11 @@
 //! - [`ledger`]: the money rules and the hot path that applies them.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
+//! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -108,6 +110,7 @@ pub fn app(state: AppState) -> Router {
     let back_office = players::routes()
         .merge(reports::routes())
         .merge(ops::reconcile::routes())
+        .merge(audit::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), http::require_admin));
     // Rate limits, the in-flight cap and the timeout guard the routes that do
     // work; health and metrics stay reachable under overload.

@@ -9,9 +9,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Actor, Origin};
 use crate::domain::{Amount, Currency, EntryKind, IdempotencyKey, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::{JsonBody, PathParams, QueryParams};
+use crate::ops::observe::RequestId;
 use crate::AppState;
 use store::{HistoryCursor, HistoryEntry};
 
@@ -36,11 +38,14 @@ struct NewPlayer {
 
 async fn create_player(
     State(state): State<AppState>,
+    request_id: RequestId,
     JsonBody(body): JsonBody<NewPlayer>,
 ) -> AppResult<Response> {
+    let origin = Origin::new(Actor::Platform, request_id);
     let user_id = user_id(body.user_id)?;
     let currency = Currency::try_from(body.currency).map_err(|e| AppError::bad_request("currency", e))?;
-    let (player, created) = store::create_player(&state.pool, state.operator, &user_id, &currency).await?;
+    let (player, created) =
+        store::create_player(&state.pool, state.operator, &origin, &user_id, &currency).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     #[derive(Serialize)]
     struct Created {
@@ -72,10 +77,12 @@ struct StatusChange {
 
 async fn update_player(
     State(state): State<AppState>,
+    request_id: RequestId,
     PathParams(raw): PathParams<String>,
     JsonBody(body): JsonBody<StatusChange>,
 ) -> AppResult<Json<store::PlayerView>> {
-    Ok(Json(store::set_status(&state.pool, state.operator, &user_id(raw)?, body.status).await?))
+    let origin = Origin::new(Actor::Platform, request_id);
+    Ok(Json(store::set_status(&state.pool, state.operator, &origin, &user_id(raw)?, body.status).await?))
 }
 
 #[derive(Deserialize)]
@@ -85,24 +92,29 @@ struct MoneyMovement {
 
 async fn deposit(
     state: State<AppState>,
+    request_id: RequestId,
     path: PathParams<String>,
     headers: HeaderMap,
     body: JsonBody<MoneyMovement>,
 ) -> AppResult<Response> {
-    move_money(state, path, headers, body, EntryKind::Deposit).await
+    let origin = Origin::new(Actor::Platform, request_id);
+    move_money(state, origin, path, headers, body, EntryKind::Deposit).await
 }
 
 async fn withdraw(
     state: State<AppState>,
+    request_id: RequestId,
     path: PathParams<String>,
     headers: HeaderMap,
     body: JsonBody<MoneyMovement>,
 ) -> AppResult<Response> {
-    move_money(state, path, headers, body, EntryKind::Withdrawal).await
+    let origin = Origin::new(Actor::Platform, request_id);
+    move_money(state, origin, path, headers, body, EntryKind::Withdrawal).await
 }
 
 async fn move_money(
     State(state): State<AppState>,
+    origin: Origin,
     PathParams(raw): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<MoneyMovement>,
@@ -113,7 +125,7 @@ async fn move_money(
         .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
     let amount = Amount::positive(body.amount).map_err(|e| AppError::bad_request("amount", e))?;
     let (payment, replayed) =
-        store::move_money(&state.pool, state.operator, &user_id, kind, amount, key.as_str()).await?;
+        store::move_money(&state.pool, state.operator, &origin, &user_id, kind, amount, key.as_str()).await?;
     // A replay answers what the first request answered; 200 tells it apart.
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(payment)).into_response())
@@ -137,6 +149,17 @@ impl PageQuery {
                 .ok_or_else(|| AppError::bad_request("limit", "must be an integer from 1 to 1000")),
         }
     }
+
+    /// The cursor of a listing newest first by (time, number), if one was given.
+    pub fn history_cursor(&self) -> AppResult<Option<HistoryCursor>> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                HistoryCursor::decode(c)
+                    .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
+            })
+            .transpose()
+    }
 }
 
 #[derive(Serialize)]
@@ -150,15 +173,7 @@ async fn transactions(
     PathParams(raw): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> AppResult<Json<HistoryPage>> {
-    let limit = query.limit()?;
-    let cursor = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            HistoryCursor::decode(c)
-                .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
-        })
-        .transpose()?;
+    let (limit, cursor) = (query.limit()?, query.history_cursor()?);
     let (data, next) = store::history(&state.pool, state.operator, &user_id(raw)?, limit, cursor).await?;
     Ok(Json(HistoryPage { data, next_cursor: next.map(|c| c.encode()) }))
 }
