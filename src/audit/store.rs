@@ -17,23 +17,21 @@ use crate::players::store::{page, HistoryCursor};
 ///
 /// Call it as the last statement before the commit: it locks the chain head,
 /// which every writer of every operator shares, and the lock is held until
-/// the commit. Taken last, the serialised part of a change is this lock, one
-/// more statement and the commit, however long the change itself took. The
-/// entry's time is the database's clock when the lock was granted.
+/// the commit. Taken last, the serialised part of a change is this one
+/// statement and the commit, however long the change itself took. The
+/// entry's number, time (the database's clock) and hash are decided in the
+/// statement, under the lock: the database hashes the canonical text this
+/// side prepared around them, and [`verify`] recomputes it here.
 pub async fn record(conn: &mut PgConnection, entry: &Entry) -> sqlx::Result<i64> {
     debug_assert_eq!(
         [&entry.before, &entry.after].into_iter().flatten().find_map(forbidden_key),
         None,
         "an audit entry must not carry secrets, tokens or passwords"
     );
-    let head = sqlx::query!(r#"SELECT seq, hash, clock_timestamp() AS "at!" FROM audit_head FOR UPDATE"#)
-        .fetch_one(&mut *conn)
-        .await?;
-    let previous = stored_hash(head.seq, &head.hash)?;
-    let seq = head.seq + 1;
     let content = Content {
-        seq,
-        at: head.at,
+        // Decided by the database under the head's lock: not read here.
+        seq: 0,
+        at: DateTime::UNIX_EPOCH,
         operator: entry.operator,
         actor_type: entry.actor.kind(),
         actor_id: entry.actor.id(),
@@ -43,11 +41,12 @@ pub async fn record(conn: &mut PgConnection, entry: &Entry) -> sqlx::Result<i64>
         after: entry.after.as_ref(),
         request_id: entry.request_id.as_deref(),
     };
-    let hash = chain::link(&previous, &content);
-    sqlx::query_file!(
+    let [before_at, before_seq, after_seq] = chain::pieces(&content);
+    sqlx::query_file_scalar!(
         "src/audit/append.sql",
-        seq,
-        content.at,
+        before_at,
+        before_seq,
+        after_seq,
         content.operator,
         content.actor_type,
         content.actor_id,
@@ -56,11 +55,9 @@ pub async fn record(conn: &mut PgConnection, entry: &Entry) -> sqlx::Result<i64>
         content.before.map(Value::to_string),
         content.after.map(Value::to_string),
         content.request_id,
-        &hash[..],
     )
-    .execute(&mut *conn)
-    .await?;
-    Ok(seq)
+    .fetch_one(&mut *conn)
+    .await
 }
 
 /// JSONB as the database renders it (sqlx's `json` feature is off here, so
