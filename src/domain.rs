@@ -172,6 +172,18 @@ pub fn storable_time(at: DateTime<Utc>) -> bool {
     (MIN_SECONDS..MAX_SECONDS).contains(&at.timestamp())
 }
 
+/// A time from outside, RFC 3339 with any offset (`2026-11-23T10:00:00Z`),
+/// in UTC and rounded up to the microsecond: the database keeps
+/// microseconds, so `t >= from` for a stored `t` holds exactly when
+/// `t >= ceil(from)`, and a half-open window `[from, to)` stays exact.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, Invalid> {
+    const FORMAT: Invalid = Invalid("must be an RFC 3339 time such as 2026-11-23T10:00:00Z");
+    let at = DateTime::parse_from_rfc3339(text).map_err(|_| FORMAT)?.to_utc();
+    let rest = at.timestamp_subsec_nanos() % 1000;
+    let at = if rest == 0 { at } else { at + TimeDelta::nanoseconds(i64::from(1000 - rest)) };
+    Ok(at)
+}
+
 /// `at` rounded down to a whole `unit` since the Unix epoch (hours and days
 /// are whole in UTC). Unlike `DurationRound`, which counts in nanoseconds
 /// and fails outside 1677 to 2262, this works for every time chrono holds.
@@ -306,6 +318,17 @@ mod tests {
             floor_time(at("2026-11-27T10:15:00.0000015Z"), TimeDelta::zero()),
             at("2026-11-27T10:15:00.000001Z")
         );
+    }
+
+    #[test]
+    fn parsed_times_are_utc_rounded_up_to_the_microsecond() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        assert_eq!(parse_time("2026-11-01T12:00:00.0000001+02:00"), Ok(at("2026-11-01T10:00:00.000001Z")));
+        assert_eq!(parse_time("2026-11-01T10:00:00.000001Z"), Ok(at("2026-11-01T10:00:00.000001Z")));
+        assert_eq!(parse_time("9999-12-31T23:59:59.999999Z"), Ok(at("9999-12-31T23:59:59.999999Z")));
+        for bad in ["yesterday", "2026-11-01", "2026-11-01T10:00:00", ""] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! - [`staff`]: back-office staff, roles and permissions.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
+//! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -141,6 +143,7 @@ pub fn back_office() -> staff::BackOffice {
         .merge(ops::reconcile::routes())
         .merge(operators::back_office())
         .merge(staff::routes())
+        .merge(audit::routes())
 }
 
 /// A handler panicked: 500 in the contract's shape; the cause goes to the log.

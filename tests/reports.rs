@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+use wallet::audit::{Actor, Origin};
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::ledger::{process_batch, Action, Batch};
 use wallet::players::store as players;
@@ -80,10 +81,19 @@ impl History {
         for (name, currency) in who {
             let user = UserId::try_from(name.to_string()).unwrap();
             let currency = Currency::try_from(currency.to_string()).unwrap();
-            players::create_player(&self.pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
+            players::create_player(
+                &self.pool,
+                DEFAULT_OPERATOR,
+                &Origin::without_request(Actor::Platform),
+                &user,
+                &currency,
+            )
+            .await
+            .unwrap();
             players::move_money(
                 &self.pool,
                 DEFAULT_OPERATOR,
+                &Origin::without_request(Actor::Platform),
                 &user,
                 EntryKind::Deposit,
                 Amount::positive(10_000_000).unwrap(),

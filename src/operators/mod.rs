@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::audit::{self, Action};
 use crate::error::{AppError, AppResult};
 use crate::http::{JsonBody, PathParams, QueryParams};
-use crate::staff::{BackOffice, Permission, X_OPERATOR};
+use crate::staff::{BackOffice, Caller, Permission, X_OPERATOR};
 use crate::AppState;
 use document::{is_code, Document};
 use registry::{Registry, Tenant};
@@ -80,14 +81,23 @@ fn take_code(body: &mut Value) -> AppResult<String> {
 
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(mut body): JsonBody<Value>,
 ) -> AppResult<(StatusCode, Json<OperatorView>)> {
     let code = take_code(&mut body)?;
     let document = Document::parse(&code, body)?;
     let mut tx = state.pool.begin().await?;
-    let (_, version) = store::create(&mut tx, &code, &document).await?;
+    let (id, version) = store::create(&mut tx, &code, &document).await?;
+    let created = OperatorView { code, document, version };
+    let entry =
+        caller.origin.entry(Some(id), Action::OperatorCreate, audit::target("operator", &created.code));
+    audit::record(&mut tx, &entry.after(json(&created)?)).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(OperatorView { code, document, version })))
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn json(value: &impl Serialize) -> AppResult<Value> {
+    serde_json::to_value(value).map_err(AppError::internal)
 }
 
 async fn list(State(state): State<AppState>) -> AppResult<Json<Vec<OperatorView>>> {
@@ -115,6 +125,7 @@ fn if_match(headers: &HeaderMap) -> AppResult<Option<i32>> {
 /// `PATCH /v1/operators/{code}`: a JSON merge patch (RFC 7396) of the document.
 async fn patch(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(code): PathParams<String>,
     headers: HeaderMap,
     JsonBody(patch): JsonBody<Value>,
@@ -134,11 +145,16 @@ async fn patch(
     if expected.is_some_and(|expected| expected != version) {
         return Err(AppError::PreconditionFailed(format!("the operator is at version {version}")));
     }
+    let before = current.clone();
     json_patch::merge(&mut current, &Value::Object(patch));
     let document = Document::parse(&code, current)?;
     let version = store::update(&mut tx, id, &document).await?;
+    let updated = OperatorView { code, document, version };
+    let entry =
+        caller.origin.entry(Some(id), Action::OperatorUpdate, audit::target("operator", &updated.code));
+    audit::record(&mut tx, &entry.before(before).after(json(&updated)?)).await?;
     tx.commit().await?;
-    Ok(Json(OperatorView { code, document, version }))
+    Ok(Json(updated))
 }
 
 /// The operator `code` for a key route; unknown is 404 code 120.
@@ -156,11 +172,16 @@ struct NewKey {
 
 async fn create_key(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(code): PathParams<String>,
 ) -> AppResult<(StatusCode, Json<NewKey>)> {
     let mut tx = state.pool.begin().await?;
     let (id, _, _) = store::lock(&mut tx, &code).await?;
     let (key_id, secret) = store::create_key(&mut tx, id).await?;
+    // The secret is not audited: the key's id says which key it was.
+    let entry =
+        caller.origin.entry(Some(id), Action::ProviderKeyCreate, audit::target("provider_key", key_id));
+    audit::record(&mut tx, &entry.after(serde_json::json!({"key_id": key_id, "operator": code}))).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(NewKey { key_id, secret })))
 }
@@ -175,12 +196,18 @@ async fn list_keys(
 
 async fn revoke_key(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams((code, key_id)): PathParams<(String, String)>,
 ) -> AppResult<StatusCode> {
     let key_id = Uuid::parse_str(&key_id).map_err(|_| AppError::KeyNotFound)?;
     let mut tx = state.pool.begin().await?;
     let (id, _, _) = store::lock(&mut tx, &code).await?;
-    store::revoke_key(&mut tx, id, key_id).await?.ok_or(AppError::KeyNotFound)?;
+    let before = store::revoke_key(&mut tx, id, key_id).await?.ok_or(AppError::KeyNotFound)?;
+    if before.revoked_at.is_none() {
+        let entry =
+            caller.origin.entry(Some(id), Action::ProviderKeyRevoke, audit::target("provider_key", key_id));
+        audit::record(&mut tx, &entry.before(json(&before)?)).await?;
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -50,7 +50,8 @@ async fn create_player(
     if !offered.is_empty() && !offered.iter().any(|c| c == currency.as_str()) {
         return Err(Refusal::CurrencyMismatch.into());
     }
-    let (player, created) = store::create_player(&state.pool, caller.operator, &user_id, &currency).await?;
+    let (player, created) =
+        store::create_player(&state.pool, caller.operator, &caller.origin, &user_id, &currency).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     #[derive(Serialize)]
     struct Created {
@@ -87,7 +88,9 @@ async fn update_player(
     PathParams(raw): PathParams<String>,
     JsonBody(body): JsonBody<StatusChange>,
 ) -> AppResult<Json<store::PlayerView>> {
-    Ok(Json(store::set_status(&state.pool, caller.operator, &user_id(raw)?, body.status).await?))
+    Ok(Json(
+        store::set_status(&state.pool, caller.operator, &caller.origin, &user_id(raw)?, body.status).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -128,7 +131,8 @@ async fn move_money(
         .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
     let amount = Amount::positive(body.amount).map_err(|e| AppError::bad_request("amount", e))?;
     let (payment, replayed) =
-        store::move_money(&state.pool, caller.operator, &user_id, kind, amount, key.as_str()).await?;
+        store::move_money(&state.pool, caller.operator, &caller.origin, &user_id, kind, amount, key.as_str())
+            .await?;
     // A replay answers what the first request answered; 200 tells it apart.
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(payment)).into_response())
@@ -151,6 +155,17 @@ impl PageQuery {
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(|| AppError::bad_request("limit", "must be an integer from 1 to 1000")),
         }
+    }
+
+    /// The cursor of a listing newest first by (time, number), if one was given.
+    pub fn history_cursor(&self) -> AppResult<Option<HistoryCursor>> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                HistoryCursor::decode(c)
+                    .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
+            })
+            .transpose()
     }
 }
 

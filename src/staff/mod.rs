@@ -26,9 +26,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::audit::{Actor, Origin};
 use crate::error::{AppError, AppResult};
 use crate::http::JsonBody;
 use crate::operators::document::is_code;
+use crate::ops::observe::RequestId;
 use crate::AppState;
 pub use permissions::{Permission, Role};
 
@@ -52,6 +54,8 @@ pub struct Caller {
     /// The operator in scope: the operator staff's own, or the one platform
     /// staff named with `X-Operator` (`default` when they named none).
     pub operator: i16,
+    /// Who the audit trail says made a change, and in which request.
+    pub origin: Origin,
 }
 
 impl Caller {
@@ -180,7 +184,13 @@ async fn authorise(permission: Permission, mut request: Request, next: Next) -> 
             }
         }
     };
-    request.extensions_mut().insert(Caller { identity, operator });
+    let actor = match identity.staff_id {
+        Some(staff_id) => Actor::Staff(staff_id.to_string()),
+        None => Actor::Platform,
+    };
+    let request_id = request.extensions().get::<RequestId>().map(|RequestId(id)| id.clone());
+    let origin = Origin { actor, request_id };
+    request.extensions_mut().insert(Caller { identity, operator, origin });
     next.run(request).await
 }
 
@@ -231,7 +241,7 @@ async fn create(
             _ => return Err(AppError::Forbidden),
         },
     };
-    let created = store::create(&state.pool, operator, &email, body.role, caller.identity.staff_id).await?;
+    let created = store::create(&state.pool, operator, &email, body.role, &caller.origin).await?;
     Ok((StatusCode::CREATED, Json(created.with_operator_code(&state.operators))))
 }
 
@@ -246,7 +256,7 @@ async fn delete(
     Path(raw): Path<String>,
 ) -> AppResult<StatusCode> {
     let staff_id = Uuid::parse_str(&raw).map_err(|_| AppError::StaffNotFound)?;
-    if store::delete(&state.pool, staff_id, caller.identity.operator).await? {
+    if store::delete(&state.pool, staff_id, caller.identity.operator, &caller.origin).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::StaffNotFound)

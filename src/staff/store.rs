@@ -5,10 +5,12 @@
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{token_hash, Identity, Role};
+use crate::audit::{self, Action, Origin};
 use crate::error::{AppError, AppResult};
 use crate::operators::registry::Registry;
 
@@ -62,18 +64,20 @@ impl NewStaffView {
     }
 }
 
-/// Creates a staff member; a live one with the same email in the same scope is 409.
+/// Creates a staff member; a live one with the same email in the same scope is
+/// 409. Audited (without the token) in the same transaction.
 pub async fn create(
     pool: &PgPool,
     operator: Option<i16>,
     email: &str,
     role: Role,
-    _created_by: Option<Uuid>,
+    origin: &Origin,
 ) -> AppResult<NewStaffView> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = format!("stf_{}", hex::encode(bytes));
     let staff_id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
     let created_at = sqlx::query_scalar!(
         r#"INSERT INTO staff (staff_id, operator_id, email, role, token_hash) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT DO NOTHING RETURNING created_at"#,
@@ -83,9 +87,13 @@ pub async fn create(
         role.as_str(),
         token_hash(&token),
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| AppError::Conflict("email: a staff member with this email exists already".into()))?;
+    let after = json!({"staff_id": staff_id, "email": email, "role": role, "operator_id": operator});
+    let entry = origin.entry(operator, Action::StaffCreate, audit::target("staff", staff_id));
+    audit::record(&mut tx, &entry.after(after)).await?;
+    tx.commit().await?;
     let staff = StaffView {
         staff_id,
         email: email.to_owned(),
@@ -124,15 +132,28 @@ pub async fn list(pool: &PgPool, operator: Option<i16>) -> AppResult<Vec<StaffVi
 }
 
 /// Deletes a live staff member visible to the caller's scope; `false` if none.
-/// Its token is refused from the next request on.
-pub async fn delete(pool: &PgPool, staff_id: Uuid, operator: Option<i16>) -> AppResult<bool> {
+/// Its token is refused from the next request on. Audited.
+pub async fn delete(
+    pool: &PgPool,
+    staff_id: Uuid,
+    operator: Option<i16>,
+    origin: &Origin,
+) -> AppResult<bool> {
+    let mut tx = pool.begin().await?;
     let deleted = sqlx::query!(
         r#"UPDATE staff SET deleted_at = now()
-           WHERE staff_id = $1 AND deleted_at IS NULL AND ($2::int2 IS NULL OR operator_id = $2)"#,
+           WHERE staff_id = $1 AND deleted_at IS NULL AND ($2::int2 IS NULL OR operator_id = $2)
+           RETURNING email, role, operator_id"#,
         staff_id,
         operator,
     )
-    .execute(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(deleted.rows_affected() == 1)
+    let Some(deleted) = deleted else { return Ok(false) };
+    let before = json!({"staff_id": staff_id, "email": deleted.email, "role": deleted.role,
+                        "operator_id": deleted.operator_id});
+    let entry = origin.entry(deleted.operator_id, Action::StaffDelete, audit::target("staff", staff_id));
+    audit::record(&mut tx, &entry.before(before)).await?;
+    tx.commit().await?;
+    Ok(true)
 }

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
+use wallet::audit::{Actor, Origin};
 use wallet::config::ConnectionLimits;
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::operators::registry::Freshness;
@@ -130,6 +131,12 @@ impl TestServer {
         read(request.send().await.unwrap()).await
     }
 
+    /// PATCHes `body` to a back-office path.
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        read(self.client.patch(self.url(path)).bearer_auth(ADMIN_TOKEN).json(body).send().await.unwrap())
+            .await
+    }
+
     /// Balance as the provider API reports it.
     pub async fn balance(&self, user_id: &str, currency: &str) -> i64 {
         let (status, body) = self.process(&json!({"user_id": user_id, "currency": currency})).await;
@@ -153,13 +160,37 @@ async fn read(response: reqwest::Response) -> (StatusCode, Value) {
 pub async fn player_with_balance(pool: &PgPool, user_id: &str, currency: &str, balance: i64) {
     let user = UserId::try_from(user_id.to_string()).unwrap();
     let currency = Currency::try_from(currency.to_string()).unwrap();
-    wallet::players::store::create_player(pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
+    wallet::players::store::create_player(
+        pool,
+        DEFAULT_OPERATOR,
+        &Origin::without_request(Actor::Platform),
+        &user,
+        &currency,
+    )
+    .await
+    .unwrap();
     if balance > 0 {
         let amount = Amount::positive(balance).unwrap();
-        wallet::players::store::move_money(pool, DEFAULT_OPERATOR, &user, EntryKind::Deposit, amount, "seed")
-            .await
-            .unwrap();
+        wallet::players::store::move_money(
+            pool,
+            DEFAULT_OPERATOR,
+            &Origin::without_request(Actor::Platform),
+            &user,
+            EntryKind::Deposit,
+            amount,
+            "seed",
+        )
+        .await
+        .unwrap();
     }
+}
+
+/// The audit trail's entries, oldest first, as `GET /v1/audit` shows them.
+#[track_caller]
+pub fn audit_entries(page: &Value) -> Vec<Value> {
+    let mut entries = page["data"].as_array().unwrap_or_else(|| panic!("not an audit page: {page}")).clone();
+    entries.reverse();
+    entries
 }
 
 /// Every row of every table, in a stable order: equal snapshots mean the
@@ -177,6 +208,8 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("operator_domains", "domain"),
         ("provider_keys", "key_id"),
         ("staff", "staff_id"),
+        ("audit_log", "seq"),
+        ("audit_head", "seq"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))
