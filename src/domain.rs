@@ -206,6 +206,8 @@ pub enum PlayerStatus {
     Active,
     Blocked,
     SelfExcluded,
+    /// A time-out the player took: ends by itself at `status_until`.
+    CoolingOff,
 }
 
 impl PlayerStatus {
@@ -214,6 +216,7 @@ impl PlayerStatus {
             PlayerStatus::Active => "active",
             PlayerStatus::Blocked => "blocked",
             PlayerStatus::SelfExcluded => "self_excluded",
+            PlayerStatus::CoolingOff => "cooling_off",
         }
     }
 
@@ -230,7 +233,8 @@ impl std::str::FromStr for PlayerStatus {
             "active" => Ok(PlayerStatus::Active),
             "blocked" => Ok(PlayerStatus::Blocked),
             "self_excluded" => Ok(PlayerStatus::SelfExcluded),
-            _ => Err(Invalid("must be one of active, blocked, self_excluded")),
+            "cooling_off" => Ok(PlayerStatus::CoolingOff),
+            _ => Err(Invalid("must be one of active, blocked, self_excluded, cooling_off")),
         }
     }
 }

@@ -16,6 +16,23 @@ pub enum AppError {
     BadRequest(String),
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A login with an unknown email or a wrong password: one answer for both.
+    #[error("unknown email or wrong password")]
+    BadCredentials,
+    /// A player's session ended by idling or by reaching its absolute end.
+    #[error("session expired, log in again")]
+    SessionExpired,
+    /// Too many failed logins for one email: refused until the lockout ends.
+    #[error("too many failed logins for this email, try again later")]
+    LoginLocked,
+    #[error("no such session")]
+    SessionNotFound,
+    /// The operator turned off the feature (a flag of its document).
+    #[error("{0} is disabled for this operator")]
+    FeatureDisabled(&'static str),
+    /// Younger than the operator's `min_age`.
+    #[error("the player is younger than the operator's minimum age of {0}")]
+    UnderAge(u8),
     #[error("missing or invalid signature")]
     BadSignature,
     #[error("no such route")]
@@ -70,7 +87,13 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::BadCredentials | AppError::SessionExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            AppError::LoginLocked => StatusCode::TOO_MANY_REQUESTS,
+            AppError::SessionNotFound => StatusCode::NOT_FOUND,
+            AppError::FeatureDisabled(_) => StatusCode::FORBIDDEN,
+            AppError::UnderAge(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadSignature => StatusCode::FORBIDDEN,
             AppError::RouteNotFound | AppError::PlayerNotFound => StatusCode::NOT_FOUND,
             AppError::ReconciliationRunNotFound
@@ -87,6 +110,7 @@ impl AppError {
                 | Refusal::RollbackOfRollback
                 | Refusal::PlayerBlocked
                 | Refusal::GameForbidden
+                | Refusal::KycTierForbids
                 | Refusal::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
                 Refusal::ActionReused(_) | Refusal::ForeignAction(_) => StatusCode::CONFLICT,
                 Refusal::BalanceOverflow => StatusCode::BAD_REQUEST,
@@ -106,10 +130,14 @@ impl AppError {
         match self {
             AppError::Refused(Refusal::InsufficientFunds) => 100,
             AppError::PlayerNotFound => 101,
+            AppError::SessionExpired => 113,
             AppError::OperatorNotFound => 120,
+            AppError::FeatureDisabled(_) => 121,
+            AppError::UnderAge(_) => 130,
             AppError::Refused(Refusal::RollbackOfRollback) => 102,
             AppError::Refused(Refusal::GameForbidden) => 107,
             AppError::Refused(Refusal::PlayerBlocked) => 110,
+            AppError::Refused(Refusal::KycTierForbids) => 111,
             AppError::Refused(Refusal::CurrencyMismatch) => 154,
             other => other.status().as_u16(),
         }
@@ -159,6 +187,9 @@ impl From<sqlx::Error> for AppError {
             sqlx::Error::Database(db) => {
                 if db.constraint() == Some("players_balance_check") {
                     return AppError::Refused(Refusal::InsufficientFunds);
+                }
+                if db.constraint() == Some("accounts_email_key") {
+                    return AppError::Conflict("an account with this email exists".into());
                 }
                 // A deadlock or serialization failure that outlived the
                 // retries: nothing was kept, and a retry is safe.

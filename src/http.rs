@@ -90,6 +90,17 @@ fn json_rejection<T: DeserializeOwned>(bytes: &[u8]) -> AppError {
     AppError::bad_request(&field, error.into_inner())
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if there is a
+/// non-empty one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
 pub async fn route_not_found() -> AppError {
     AppError::RouteNotFound
 }

@@ -5,11 +5,14 @@
 //! - [`operators`]: operators (whitelabel tenants) as live configuration.
 //! - [`staff`]: back-office staff, roles and permissions.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
+//! - [`accounts`]: player accounts: registration, login sessions, the
+//!   player's own API and cashier, KYC tiers.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
+pub mod accounts;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -56,6 +59,8 @@ pub struct AppState {
     pub committer: Arc<ledger::group::GroupCommitter>,
     /// Rate limits, in-flight cap and request timeout of this instance.
     pub limits: Arc<Limits>,
+    /// The bounded workers that hash and verify player passwords.
+    pub passwords: accounts::password::Passwords,
 }
 
 impl AppState {
@@ -103,6 +108,7 @@ impl AppState {
             admin_token: admin_token.into(),
             operators,
             limits: Arc::new(Limits::new(protection)),
+            passwords: accounts::password::Passwords::new(accounts::password::Passwords::default_workers()),
         }
     }
 
@@ -121,6 +127,7 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(provider::routes(state.clone()))
         .merge(operators::routes())
+        .merge(accounts::routes())
         .merge(back_office)
         .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
     Router::new()
@@ -139,6 +146,7 @@ pub fn app(state: AppState) -> Router {
 /// Every back-office route, each with the permission it needs.
 pub fn back_office() -> staff::BackOffice {
     players::routes()
+        .merge(accounts::back_office())
         .merge(reports::routes())
         .merge(ops::reconcile::routes())
         .merge(operators::back_office())

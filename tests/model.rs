@@ -248,6 +248,7 @@ impl Harness {
                     &self.pool,
                     DEFAULT_OPERATOR,
                     &Origin::without_request(Actor::Platform),
+                    wallet::players::store::Requester::Staff,
                     user,
                     EntryKind::Deposit,
                     amount,

@@ -162,6 +162,11 @@ async fn an_operators_provider_keys_sign_its_own_endpoint_for_its_own_players(po
         )
         .await;
     assert_eq!(status, 201);
+    // Acme's tier 0 may not play (the contract's default tiers).
+    let verified = json!({"tier": 1, "note": "documents checked"});
+    let (status, _) =
+        server.send(Method::PUT, "/v1/players/p1/kyc", Some(ADMIN_TOKEN), &acme, Some(&verified)).await;
+    assert_eq!(status, 200);
 
     // Keys reach the hot path within a second (the in-memory copy follows a NOTIFY).
     let path = "/v1/operators/acme/process";

@@ -94,6 +94,7 @@ impl History {
                 &self.pool,
                 DEFAULT_OPERATOR,
                 &Origin::without_request(Actor::Platform),
+                wallet::players::store::Requester::Staff,
                 &user,
                 EntryKind::Deposit,
                 Amount::positive(10_000_000).unwrap(),

@@ -62,6 +62,7 @@ fn contract_allows(method: &str, path: &str, role: Role, platform: bool) -> bool
         ("POST", "/v1/players") => (&[Admin], false),
         ("GET", "/v1/players/{user_id}") | ("GET", "/v1/players/{user_id}/transactions") => (READERS, false),
         ("PATCH", "/v1/players/{user_id}") => (&[Admin, Support, Compliance], false),
+        ("PUT", "/v1/players/{user_id}/kyc") => (&[Admin, Compliance], false),
         ("POST", "/v1/players/{user_id}/deposits") | ("POST", "/v1/players/{user_id}/withdrawals") => {
             (&[Admin, Finance], false)
         }

@@ -248,7 +248,7 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
     user_ids.sort_unstable();
     user_ids.dedup();
     let rows = sqlx::query!(
-        r#"SELECT id, operator_id, user_id, currency, balance, status, last_seq, country, updated_at,
+        r#"SELECT id, operator_id, user_id, currency, balance, status, last_seq, country, kyc_tier, updated_at,
                   clock_timestamp() AS "clock!"
            FROM players WHERE operator_id = ANY($1) AND user_id = ANY($2)
            ORDER BY id
@@ -270,6 +270,7 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
                 status: p.status.parse().map_err(AppError::internal)?,
                 last_seq: p.last_seq,
                 country: p.country,
+                kyc_tier: p.kyc_tier,
             };
             Ok(((p.operator_id, p.user_id), player))
         })

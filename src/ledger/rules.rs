@@ -31,6 +31,9 @@ pub enum Refusal {
     GameForbidden,
     #[error("currency does not match the player's currency")]
     CurrencyMismatch,
+    /// The player's KYC tier does not allow the operation.
+    #[error("the player's KYC tier does not allow this")]
+    KycTierForbids,
     /// A stored action_id came again with another player, kind, amount or original.
     #[error("action_id {0} was already used with other parameters")]
     ActionReused(Uuid),
@@ -63,6 +66,8 @@ pub struct Player {
     pub last_seq: i64,
     /// ISO 3166-1 alpha-2, when known: per-country flags are evaluated for it.
     pub country: Option<String>,
+    /// 0, 1 or 2: which of the operator's KYC tiers the player is in.
+    pub kyc_tier: i16,
 }
 
 /// What the player's operator allows a bet, as configured when the request
@@ -73,17 +78,26 @@ pub struct Player {
 pub struct PlayPolicy {
     /// The `casino` flag: off for the player's country refuses bets.
     pub casino: Flag,
+    /// The `play` of each KYC tier, by tier: a tier without it refuses bets.
+    pub play_by_tier: [bool; 3],
 }
 
 impl PlayPolicy {
     /// Everything allowed: what a request carries when its operator sets nothing.
     pub fn open() -> Arc<PlayPolicy> {
         static OPEN: std::sync::OnceLock<Arc<PlayPolicy>> = std::sync::OnceLock::new();
-        OPEN.get_or_init(|| Arc::new(PlayPolicy { casino: Flag::Everywhere(true) })).clone()
+        OPEN.get_or_init(|| Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [true; 3] }))
+            .clone()
     }
 
     fn allows_bets(&self, player: &Player) -> bool {
         self.casino.is_on(player.country.as_deref())
+    }
+
+    /// Whether the player's tier may play; a tier the operator does not
+    /// define (the schema allows none) may not.
+    fn allows_play(&self, player: &Player) -> bool {
+        usize::try_from(player.kyc_tier).ok().and_then(|tier| self.play_by_tier.get(tier)) == Some(&true)
     }
 }
 
@@ -292,6 +306,9 @@ impl Draft<'_> {
                 if !self.wallet.policy.allows_bets(&self.wallet.player) {
                     return Err(Refusal::GameForbidden);
                 }
+                if !self.wallet.policy.allows_play(&self.wallet.player) {
+                    return Err(Refusal::KycTierForbids);
+                }
                 let amount = amount.minor_units();
                 let tx_id = self.record(action, amount, -amount, None)?;
                 self.rollup(self.wallet.bucket(), self.game_key()).total_bet += amount;
@@ -480,6 +497,7 @@ mod tests {
             status,
             last_seq: 0,
             country: Some("GB".into()),
+            kyc_tier: 0,
         };
         Wallet::new(player, now(), stored)
     }
@@ -677,7 +695,10 @@ mod tests {
         let original = bet(10);
         let mut w = wallet(100, PlayerStatus::Active, vec![processed(original, 1)]);
         let countries = [("GB".to_string(), false)].into_iter().collect();
-        w.policy = Arc::new(PlayPolicy { casino: Flag::PerCountry { default: true, countries } });
+        w.policy = Arc::new(PlayPolicy {
+            casino: Flag::PerCountry { default: true, countries },
+            play_by_tier: [true; 3],
+        });
         assert_eq!(w.apply(&batch(vec![win(5), bet(1)])), Err(Refusal::GameForbidden));
         assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
         w.player.country = Some("SE".into());
@@ -688,6 +709,38 @@ mod tests {
             113,
             "an unknown country takes the default"
         );
+    }
+
+    #[test]
+    fn a_tier_without_play_refuses_bets_but_settles_open_rounds() {
+        let original = bet(10);
+        let mut w = wallet(100, PlayerStatus::Active, vec![processed(original, 1)]);
+        w.policy = Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [false, true, true] });
+        assert_eq!(w.apply(&batch(vec![win(5), bet(1)])), Err(Refusal::KycTierForbids));
+        assert_eq!(w.player.balance, 100, "the refused request kept nothing");
+        assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
+        w.player.kyc_tier = 1;
+        assert_eq!(w.apply(&batch(vec![bet(1)])).unwrap().balance, 114);
+        w.player.kyc_tier = 2;
+        assert_eq!(w.apply(&batch(vec![bet(1)])).unwrap().balance, 113);
+    }
+
+    #[test]
+    fn a_tier_the_policy_does_not_know_may_not_play() {
+        let mut w = wallet(100, PlayerStatus::Active, vec![]);
+        for tier in [-1, 3, i16::MAX] {
+            w.player.kyc_tier = tier;
+            assert_eq!(w.apply(&batch(vec![bet(1)])), Err(Refusal::KycTierForbids), "tier {tier}");
+        }
+        w.player.kyc_tier = 0;
+        assert_eq!(w.apply(&batch(vec![bet(1)])).unwrap().balance, 99, "the open policy lets tier 0 play");
+    }
+
+    #[test]
+    fn the_blocked_status_is_told_before_the_tier() {
+        let mut w = wallet(100, PlayerStatus::CoolingOff, vec![]);
+        w.policy = Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [false; 3] });
+        assert_eq!(w.apply(&batch(vec![bet(1)])), Err(Refusal::PlayerBlocked));
     }
 
     #[test]

@@ -86,19 +86,19 @@ pub struct KycTier {
     pub deposit_lifetime_max: Option<i64>,
 }
 
-fn tier(deposit: bool, play: bool, withdraw: bool, deposit_lifetime_max: Option<i64>) -> KycTier {
+fn tier_of(deposit: bool, play: bool, withdraw: bool, deposit_lifetime_max: Option<i64>) -> KycTier {
     KycTier { deposit, play, withdraw, deposit_lifetime_max }
 }
 
 /// The KYC tiers an operator gets when its document sets none.
 pub fn default_kyc_tiers(code: &str) -> BTreeMap<String, KycTier> {
     let tiers = if code == DEFAULT_CODE {
-        [tier(true, true, true, None), tier(true, true, true, None), tier(true, true, true, None)]
+        [tier_of(true, true, true, None), tier_of(true, true, true, None), tier_of(true, true, true, None)]
     } else {
         [
-            tier(false, false, false, None),
-            tier(true, true, false, Some(200_000)),
-            tier(true, true, true, None),
+            tier_of(false, false, false, None),
+            tier_of(true, true, false, Some(200_000)),
+            tier_of(true, true, true, None),
         ]
     };
     tiers.into_iter().enumerate().map(|(n, t)| (n.to_string(), t)).collect()
@@ -200,6 +200,18 @@ impl Document {
 }
 
 impl Rules {
+    /// What a player of KYC tier `tier` (0, 1 or 2) may do. A parsed document
+    /// defines every tier; anything else is allowed nothing.
+    pub fn kyc_tier(&self, tier: i16) -> KycTier {
+        let nothing = tier_of(false, false, false, Some(0));
+        self.kyc_tiers.as_ref().and_then(|tiers| tiers.get(&tier.to_string())).cloned().unwrap_or(nothing)
+    }
+
+    /// The `play` of each tier, as the hot path checks it.
+    pub fn play_by_tier(&self) -> [bool; 3] {
+        [0, 1, 2].map(|tier| self.kyc_tier(tier).play)
+    }
+
     fn validate(&mut self, code: &str) -> Result<(), AppError> {
         let bad = |field: &str, problem: &str| AppError::bad_request(&format!("rules.{field}"), problem);
         if !(1..=99).contains(&self.min_age) {
@@ -281,7 +293,10 @@ mod tests {
         assert!(doc.flag("live_betting", None));
         assert!(doc.flag("bonuses", Some("GB")), "bonuses is on unless set");
         assert!(!doc.flag("anything_else", Some("GB")), "other flags are off when absent");
-        assert_eq!(doc.rules.kyc_tiers.unwrap()["0"], tier(false, false, false, None));
+        assert_eq!(doc.rules.play_by_tier(), [false, true, true]);
+        assert_eq!(doc.rules.kyc_tier(1), tier_of(true, true, false, Some(200_000)));
+        assert_eq!(doc.rules.kyc_tier(3), tier_of(false, false, false, Some(0)), "no such tier");
+        assert_eq!(doc.rules.kyc_tiers.unwrap()["0"], tier_of(false, false, false, None));
     }
 
     #[test]

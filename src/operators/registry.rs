@@ -271,7 +271,10 @@ impl Registry {
         if operator.code == DEFAULT_CODE {
             secrets.extend(self.env_secrets.iter().cloned());
         }
-        let policy = Arc::new(PlayPolicy { casino: operator.document.casino() });
+        let policy = Arc::new(PlayPolicy {
+            casino: operator.document.casino(),
+            play_by_tier: operator.document.rules.play_by_tier(),
+        });
         Arc::new(Tenant {
             id: operator.id,
             keys: SigningKeys::new(&secrets),

@@ -8,13 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Origin;
 use crate::domain::{Amount, Currency, EntryKind, IdempotencyKey, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::{JsonBody, PathParams, QueryParams};
 use crate::ledger::rules::Refusal;
 use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
-use store::{HistoryCursor, HistoryEntry};
+use store::{HistoryCursor, HistoryEntry, Requester};
 
 pub fn routes() -> BackOffice {
     use Permission::*;
@@ -127,15 +128,48 @@ async fn move_money(
     kind: EntryKind,
 ) -> AppResult<Response> {
     let user_id = user_id(raw)?;
-    let key = IdempotencyKey::from_header(headers.get("idempotency-key").map(|v| v.as_bytes()))
-        .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
-    let amount = Amount::positive(body.amount).map_err(|e| AppError::bad_request("amount", e))?;
-    let (payment, replayed) =
-        store::move_money(&state.pool, caller.operator, &caller.origin, &user_id, kind, amount, key.as_str())
-            .await?;
-    // A replay answers what the first request answered; 200 tells it apart.
-    let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(payment)).into_response())
+    let movement =
+        Movement { operator: caller.operator, origin: &caller.origin, requester: Requester::Staff };
+    movement.answer(&state.pool, &user_id, &headers, kind, body.amount).await
+}
+
+/// A deposit or withdrawal as HTTP asks for it, by the back office or by the
+/// player's cashier: who asks, for which operator.
+pub struct Movement<'a> {
+    pub operator: i16,
+    pub origin: &'a Origin,
+    pub requester: Requester<'a>,
+}
+
+impl Movement<'_> {
+    /// Checks the `Idempotency-Key` header and the `amount`, moves the money
+    /// and answers `{"tx_id","balance"}`: 201, or 200 for a replay, which
+    /// answers what the first request answered.
+    pub async fn answer(
+        &self,
+        pool: &sqlx::PgPool,
+        user_id: &UserId,
+        headers: &HeaderMap,
+        kind: EntryKind,
+        amount: i64,
+    ) -> AppResult<Response> {
+        let key = IdempotencyKey::from_header(headers.get("idempotency-key").map(|v| v.as_bytes()))
+            .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
+        let amount = Amount::positive(amount).map_err(|e| AppError::bad_request("amount", e))?;
+        let (payment, replayed) = store::move_money(
+            pool,
+            self.operator,
+            self.origin,
+            self.requester,
+            user_id,
+            kind,
+            amount,
+            key.as_str(),
+        )
+        .await?;
+        let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
+        Ok((status, Json(payment)).into_response())
+    }
 }
 
 /// `limit` (default 100, at most 1000) and `cursor`, shared by every paginated listing.
@@ -169,10 +203,24 @@ impl PageQuery {
     }
 }
 
+/// A page of a player's history, newest first, as §2 shows it.
 #[derive(Serialize)]
-struct HistoryPage {
+pub struct HistoryPage {
     data: Vec<HistoryEntry>,
     next_cursor: Option<String>,
+}
+
+/// The page of `user_id`'s history that `query` asks for: the back office's
+/// and the player's own history answer alike.
+pub async fn history_page(
+    pool: &sqlx::PgPool,
+    operator: i16,
+    user_id: &UserId,
+    query: &PageQuery,
+) -> AppResult<Json<HistoryPage>> {
+    let (limit, cursor) = (query.limit()?, query.history_cursor()?);
+    let (data, next) = store::history(pool, operator, user_id, limit, cursor).await?;
+    Ok(Json(HistoryPage { data, next_cursor: next.map(|c| c.encode()) }))
 }
 
 async fn transactions(
@@ -181,15 +229,5 @@ async fn transactions(
     PathParams(raw): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> AppResult<Json<HistoryPage>> {
-    let limit = query.limit()?;
-    let cursor = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            HistoryCursor::decode(c)
-                .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
-        })
-        .transpose()?;
-    let (data, next) = store::history(&state.pool, caller.operator, &user_id(raw)?, limit, cursor).await?;
-    Ok(Json(HistoryPage { data, next_cursor: next.map(|c| c.encode()) }))
+    history_page(&state.pool, caller.operator, &user_id(raw)?, &query).await
 }

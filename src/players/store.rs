@@ -15,7 +15,8 @@ use crate::audit::{self, Action, Origin};
 use crate::domain::{storable_time, Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::ledger::process::lock_player;
-use crate::ledger::rules::apply_change;
+use crate::ledger::rules::{apply_change, Refusal};
+use crate::operators::document::{KycTier, Rules};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlayerView {
@@ -128,17 +129,64 @@ pub struct Payment {
     pub balance: i64,
 }
 
-/// A deposit or withdrawal, applied at most once per idempotency key.
+/// Who asks for a deposit or withdrawal, which decides the rules it passes.
+#[derive(Debug, Clone, Copy)]
+pub enum Requester<'a> {
+    /// A staff adjustment (§2): audited, never gated by KYC.
+    Staff,
+    /// The player's own cashier, or the operator's payment provider confirming
+    /// one of the player's payments: gated by the player's KYC tier under
+    /// these rules of the player's operator, and counted in the player's
+    /// lifetime deposits.
+    Player(&'a Rules),
+}
+
+impl Requester<'_> {
+    /// Part of the request's fingerprint: a key the staff used does not
+    /// replay for the player, nor the other way round (it is a conflict).
+    fn label(&self) -> &'static str {
+        match self {
+            Requester::Staff => "",
+            Requester::Player(_) => "player:",
+        }
+    }
+}
+
+/// Whether `tier` lets a player make their own `kind` of `amount`, having
+/// deposited `own_deposits` before: deposits need `deposit` and stay within
+/// `deposit_lifetime_max`, withdrawals need `withdraw`.
+pub fn kyc_allows(tier: &KycTier, kind: EntryKind, amount: Amount, own_deposits: i64) -> Result<(), Refusal> {
+    let allowed = match kind {
+        EntryKind::Deposit => {
+            let total = own_deposits.checked_add(amount.minor_units());
+            tier.deposit && tier.deposit_lifetime_max.is_none_or(|max| total.is_some_and(|t| t <= max))
+        }
+        EntryKind::Withdrawal => tier.withdraw,
+        EntryKind::Bet | EntryKind::Win | EntryKind::Rollback => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::KycTierForbids)
+    }
+}
+
+/// A deposit or withdrawal, applied at most once per idempotency key: the
+/// one function every way money enters or leaves a wallet goes through
+/// (the back office, the player's cashier, a payment provider's callback).
 ///
 /// The key, a fingerprint of the request and the response are written in the
 /// same transaction as the money movement, under the player's row lock, so a
 /// repeat either sees all of it or none of it; so is the audit entry, which a
-/// replay does not write again. Returns the payment and whether it is a
+/// replay does not write again. A replay answers the first result even if
+/// the rules have changed since. Returns the payment and whether it is a
 /// replay of an earlier request.
+#[allow(clippy::too_many_arguments)]
 pub async fn move_money(
     pool: &PgPool,
     operator: i16,
     origin: &Origin,
+    requester: Requester<'_>,
     user_id: &UserId,
     kind: EntryKind,
     amount: Amount,
@@ -147,26 +195,43 @@ pub async fn move_money(
     let change = match kind {
         EntryKind::Deposit => amount.minor_units(),
         EntryKind::Withdrawal => -amount.minor_units(),
-        other => return Err(AppError::internal(anyhow::anyhow!("{other:?} is not a back-office movement"))),
+        other => return Err(AppError::internal(anyhow::anyhow!("{other:?} is not a money movement"))),
     };
-    let fingerprint = format!("{}:{}", kind.as_str(), amount);
+    let fingerprint = format!("{}{}:{}", requester.label(), kind.as_str(), amount);
 
     let mut tx = pool.begin().await?;
     let player = lock_player(&mut tx, operator, user_id).await?.ok_or(AppError::PlayerNotFound)?;
+    // The player's lifetime deposits come with the key's lookup: no extra round trip.
     let earlier = sqlx::query!(
-        r#"SELECT request_fingerprint, tx_id, balance_after
-           FROM idempotency_keys WHERE player_id = $1 AND idempotency_key = $2"#,
+        r#"SELECT p.own_deposits, k.request_fingerprint AS "request_fingerprint?", k.tx_id AS "tx_id?",
+                  k.balance_after AS "balance_after?"
+           FROM players p
+           LEFT JOIN idempotency_keys k ON k.player_id = p.id AND k.idempotency_key = $2
+           WHERE p.id = $1"#,
         player.id,
         idempotency_key,
     )
-    .fetch_optional(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    if let Some(earlier) = earlier {
-        if earlier.request_fingerprint != fingerprint {
+    if let (Some(first), Some(tx_id), Some(balance)) =
+        (earlier.request_fingerprint, earlier.tx_id, earlier.balance_after)
+    {
+        if first != fingerprint {
             return Err(AppError::Conflict("Idempotency-Key was already used for another request".into()));
         }
-        return Ok((Payment { tx_id: earlier.tx_id, balance: earlier.balance_after }, true));
+        return Ok((Payment { tx_id, balance }, true));
     }
+    let own_deposit = match requester {
+        Requester::Staff => 0,
+        Requester::Player(rules) => {
+            kyc_allows(&rules.kyc_tier(player.kyc_tier), kind, amount, earlier.own_deposits)?;
+            if kind == EntryKind::Deposit {
+                amount.minor_units()
+            } else {
+                0
+            }
+        }
+    };
 
     let balance_after = apply_change(player.balance, change)?;
     let payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after };
@@ -181,7 +246,9 @@ pub async fn move_money(
             INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint, tx_id, balance_after)
             VALUES ($1, $8, $9, $3, $7)
         )
-        UPDATE players SET balance = $7, last_seq = $2, updated_at = clock_timestamp() WHERE id = $1
+        UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10,
+                           updated_at = clock_timestamp()
+        WHERE id = $1
         "#,
         player.id,
         seq,
@@ -192,6 +259,7 @@ pub async fn move_money(
         balance_after,
         idempotency_key,
         fingerprint,
+        own_deposit,
     )
     .execute(&mut *tx)
     .await?;
@@ -316,6 +384,24 @@ pub fn page<T, C>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> C) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tier_gates_the_players_own_deposits_withdrawals_and_lifetime_total() {
+        let amount = |n| Amount::positive(n).unwrap();
+        let tier =
+            |deposit, withdraw, max| KycTier { deposit, play: true, withdraw, deposit_lifetime_max: max };
+        let refused = Err(Refusal::KycTierForbids);
+        assert_eq!(kyc_allows(&tier(false, true, None), EntryKind::Deposit, amount(1), 0), refused);
+        assert_eq!(kyc_allows(&tier(true, false, None), EntryKind::Withdrawal, amount(1), 0), refused);
+        assert_eq!(kyc_allows(&tier(true, false, None), EntryKind::Deposit, amount(1), i64::MAX), Ok(()));
+        assert_eq!(kyc_allows(&tier(false, true, None), EntryKind::Withdrawal, amount(1), 0), Ok(()));
+        let capped = tier(true, true, Some(1_000));
+        assert_eq!(kyc_allows(&capped, EntryKind::Deposit, amount(400), 600), Ok(()), "up to the max");
+        assert_eq!(kyc_allows(&capped, EntryKind::Deposit, amount(401), 600), refused, "past the max");
+        assert_eq!(kyc_allows(&capped, EntryKind::Deposit, amount(1), i64::MAX), refused, "no overflow");
+        assert_eq!(kyc_allows(&capped, EntryKind::Withdrawal, amount(5_000), 5_000), Ok(()));
+        assert_eq!(kyc_allows(&capped, EntryKind::Bet, amount(1), 0), refused);
+    }
 
     #[test]
     fn a_cursor_survives_its_round_trip_and_a_forged_one_is_refused() {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::handler::Handler;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -133,14 +132,9 @@ impl BackOffice {
 
 /// Layer over the back office: the bearer token names an identity, or 401.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty());
-    let Some(token) = presented else { return AppError::Unauthorized.into_response() };
+    let Some(token) = crate::http::bearer_token(request.headers()) else {
+        return AppError::Unauthorized.into_response();
+    };
     let identity = if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
         Some(Identity { staff_id: None, role: Role::Admin, operator: None })
     } else {

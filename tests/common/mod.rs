@@ -175,6 +175,7 @@ pub async fn player_with_balance(pool: &PgPool, user_id: &str, currency: &str, b
             pool,
             DEFAULT_OPERATOR,
             &Origin::without_request(Actor::Platform),
+            wallet::players::store::Requester::Staff,
             &user,
             EntryKind::Deposit,
             amount,
@@ -210,6 +211,9 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("staff", "staff_id"),
         ("audit_log", "seq"),
         ("audit_head", "seq"),
+        ("accounts", "player_id"),
+        ("player_sessions", "session_id"),
+        ("login_failures", "operator_id, email_key"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))

@@ -1,0 +1,344 @@
+//! Player accounts: registration, login sessions, the player's own API
+//! (`/v1/me`), the player's cashier, and KYC tiers.
+//!
+//! - `password`: Argon2id hashing on a bounded set of blocking threads.
+//! - `fields`: what a registration's fields must be.
+//! - `store`: accounts, sessions, login failures and tiers in SQL.
+//!
+//! Every route is for the operator the request resolves to (§6: `Host`,
+//! else `X-Operator`). Player routes authenticate with [`PlayerSession`], a
+//! bearer token of that operator; staff change tiers through the back office.
+//! Money moves through [`players::store::move_money`], the function the back
+//! office uses too, with the player's KYC tier as its gate.
+
+pub mod fields;
+pub mod password;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::{Actor, Origin};
+use crate::domain::{EntryKind, UserId};
+use crate::error::{AppError, AppResult};
+use crate::http::{bearer_token, JsonBody, PathParams, QueryParams};
+use crate::operators::registry::Tenant;
+use crate::operators::TenantOf;
+use crate::ops::observe::RequestId;
+use crate::players::store::Requester;
+use crate::players::{self, HistoryPage, Movement, PageQuery};
+use crate::staff::{token_hash, BackOffice, Caller, Permission};
+use crate::AppState;
+use store::{Failure, Presented};
+
+/// The player-facing routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/me", get(me))
+        .route("/v1/me/transactions", get(transactions))
+        .route("/v1/me/sessions", get(sessions))
+        .route("/v1/me/sessions/{session_id}", delete(end_session))
+        .route("/v1/me/deposits", post(deposit))
+        .route("/v1/me/withdrawals", post(withdraw))
+}
+
+/// The KYC route of the back office.
+pub fn back_office() -> BackOffice {
+    BackOffice::default().route(Method::PUT, "/v1/players/{user_id}/kyc", Permission::ChangeKyc, set_kyc)
+}
+
+/// A request made with a live session's bearer token, for the operator the
+/// request resolves to. A token of another operator, revoked or unknown is
+/// 401; one past its idle or absolute end is 401 code 113. Checking and
+/// marking the session seen is one statement.
+pub struct PlayerSession {
+    pub tenant: Arc<Tenant>,
+    pub session_id: Uuid,
+    pub player_id: i64,
+    pub user_id: UserId,
+    /// The player as the audit trail's actor, in this request.
+    pub origin: Origin,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PlayerSession
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let TenantOf(tenant) = TenantOf::from_request_parts(parts, state).await?;
+        let token = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let pool = AppState::from_ref(state).pool;
+        let idle = tenant.document.rules.session_idle_minutes;
+        match store::authenticate(&pool, tenant.id, &token_hash(token), idle).await? {
+            Presented::Live { session_id, player_id, user_id } => {
+                let user_id = UserId::try_from(user_id).map_err(AppError::internal)?;
+                let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
+                let origin = Origin::new(Actor::Player(user_id.to_string()), request_id);
+                Ok(PlayerSession { tenant, session_id, player_id, user_id, origin })
+            }
+            Presented::Expired => Err(AppError::SessionExpired),
+            Presented::Refused => Err(AppError::Unauthorized),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    email: String,
+    password: String,
+    currency: String,
+    country: String,
+    date_of_birth: String,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
+    request_id: RequestId,
+    JsonBody(body): JsonBody<Registration>,
+) -> AppResult<(StatusCode, Json<store::Registered>)> {
+    let country = crate::operators::document::country(&body.country)?;
+    if !tenant.document.flag("player_registration", Some(&country)) {
+        return Err(AppError::FeatureDisabled("player_registration"));
+    }
+    let (email, email_key) = fields::email(&body.email)?;
+    let password = fields::password(body.password)?;
+    let currency = fields::currency(&tenant.document, body.currency)?;
+    let date_of_birth = fields::date_of_birth(&body.date_of_birth, &tenant.document)?;
+    let user_id = fields::new_user_id();
+    let password_hash = state.passwords.hash(password).await?;
+    let new =
+        store::NewAccount { user_id, email, email_key, password_hash, currency, country, date_of_birth };
+    let origin = Origin::new(Actor::Player(new.user_id.to_string()), request_id);
+    let registered = store::register(&state.pool, tenant.id, &origin, &new).await?;
+    Ok((StatusCode::CREATED, Json(registered)))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /v1/auth/login`. An unknown email and a wrong password take the
+/// same path, the same Argon2 work and the same answer; both count towards
+/// the email's lockout, which is checked before any hashing.
+async fn login(
+    State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
+    request_id: RequestId,
+    JsonBody(body): JsonBody<Credentials>,
+) -> AppResult<Json<store::NewSession>> {
+    let rules = &tenant.document.rules;
+    // A string that is no email has no account whoever sends it: 400 tells
+    // nothing about which emails exist.
+    let (_, email_key) = fields::email(&body.email)?;
+    let target = store::login_target(&state.pool, tenant.id, &email_key).await?;
+    let user_id = target.account.as_ref().map(|(_, user_id, _)| user_id.clone());
+    let actor = match &user_id {
+        Some(user_id) => Actor::Player(user_id.clone()),
+        None => Actor::System,
+    };
+    let origin = Origin::new(actor, request_id);
+    let failure = |failure| {
+        store::record_failure(
+            &state.pool,
+            tenant.id,
+            &origin,
+            &email_key,
+            user_id.as_deref(),
+            failure,
+            rules.login_max_failures,
+        )
+    };
+    if target.locked_until.is_some() {
+        failure(Failure::Locked).await?;
+        return Err(AppError::LoginLocked);
+    }
+    let stored_hash = target.account.as_ref().map(|(_, _, hash)| hash.clone());
+    let matched = state.passwords.verify(body.password, stored_hash).await?;
+    match target.account {
+        Some((player_id, user_id, _)) if matched => {
+            let token = new_token();
+            let session = store::open_session(
+                &state.pool,
+                tenant.id,
+                &origin,
+                player_id,
+                &user_id,
+                &email_key,
+                token,
+                rules.session_max_hours,
+            )
+            .await?;
+            Ok(Json(session))
+        }
+        Some(_) => {
+            failure(Failure::WrongPassword).await?;
+            Err(AppError::BadCredentials)
+        }
+        None => {
+            failure(Failure::UnknownEmail).await?;
+            Err(AppError::BadCredentials)
+        }
+    }
+}
+
+/// A session token: 256 random bits, hex, with a prefix that says what it is
+/// (as staff tokens have theirs) so that a leaked one is easy to recognise.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("ply_{}", hex::encode(bytes))
+}
+
+async fn logout(State(state): State<AppState>, session: PlayerSession) -> AppResult<StatusCode> {
+    store::revoke(&state.pool, session.player_id, session.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sessions(
+    State(state): State<AppState>,
+    session: PlayerSession,
+) -> AppResult<Json<Vec<store::SessionView>>> {
+    let idle = session.tenant.document.rules.session_idle_minutes;
+    Ok(Json(store::sessions(&state.pool, session.player_id, session.session_id, idle).await?))
+}
+
+async fn end_session(
+    State(state): State<AppState>,
+    session: PlayerSession,
+    PathParams(raw): PathParams<String>,
+) -> AppResult<StatusCode> {
+    let session_id = Uuid::parse_str(&raw).map_err(|_| AppError::SessionNotFound)?;
+    if store::revoke(&state.pool, session.player_id, session_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::SessionNotFound)
+    }
+}
+
+/// `GET /v1/me`.
+#[derive(Serialize)]
+struct MeView {
+    user_id: String,
+    email: String,
+    currency: String,
+    country: Option<String>,
+    kyc_tier: i16,
+    status: String,
+    status_until: Option<DateTime<Utc>>,
+    balance: Balance,
+}
+
+/// The balance as the player sees it: cash, bonus (none until bonuses
+/// exist) and their total, which is what a game provider sees.
+#[derive(Serialize)]
+struct Balance {
+    cash: i64,
+    bonus: i64,
+    total: i64,
+}
+
+async fn me(State(state): State<AppState>, session: PlayerSession) -> AppResult<Json<MeView>> {
+    let me = store::me(&state.pool, session.player_id).await?;
+    Ok(Json(MeView {
+        user_id: me.user_id,
+        email: me.email,
+        currency: me.currency,
+        country: me.country,
+        kyc_tier: me.kyc_tier,
+        status: me.status,
+        status_until: me.status_until,
+        balance: Balance { cash: me.balance, bonus: 0, total: me.balance },
+    }))
+}
+
+async fn transactions(
+    State(state): State<AppState>,
+    session: PlayerSession,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> AppResult<Json<HistoryPage>> {
+    players::history_page(&state.pool, session.tenant.id, &session.user_id, &query).await
+}
+
+/// A cashier request. A deposit may name a `bonus_code`, and a withdrawal
+/// say `forfeit_bonus`; both are accepted and have nothing to act on until
+/// bonuses exist.
+#[derive(Deserialize)]
+struct CashierRequest {
+    amount: i64,
+}
+
+async fn deposit(
+    state: State<AppState>,
+    session: PlayerSession,
+    headers: HeaderMap,
+    body: JsonBody<CashierRequest>,
+) -> AppResult<Response> {
+    cashier(state, session, headers, body, EntryKind::Deposit).await
+}
+
+async fn withdraw(
+    state: State<AppState>,
+    session: PlayerSession,
+    headers: HeaderMap,
+    body: JsonBody<CashierRequest>,
+) -> AppResult<Response> {
+    cashier(state, session, headers, body, EntryKind::Withdrawal).await
+}
+
+/// The player's own deposit or withdrawal: §2's idempotency, gated by the
+/// player's KYC tier.
+async fn cashier(
+    State(state): State<AppState>,
+    session: PlayerSession,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CashierRequest>,
+    kind: EntryKind,
+) -> AppResult<Response> {
+    let movement = Movement {
+        operator: session.tenant.id,
+        origin: &session.origin,
+        requester: Requester::Player(&session.tenant.document.rules),
+    };
+    movement.answer(&state.pool, &session.user_id, &headers, kind, body.amount).await
+}
+
+#[derive(Deserialize)]
+struct KycChange {
+    tier: i16,
+    note: String,
+}
+
+/// `PUT /v1/players/{user_id}/kyc` (admin, compliance).
+async fn set_kyc(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(raw): PathParams<String>,
+    JsonBody(body): JsonBody<KycChange>,
+) -> AppResult<Json<store::KycView>> {
+    let user_id = UserId::try_from(raw).map_err(|e| AppError::bad_request("user_id", e))?;
+    if !(0..=2).contains(&body.tier) {
+        return Err(AppError::bad_request("tier", "must be 0, 1 or 2"));
+    }
+    let note = fields::note(body.note)?;
+    let view =
+        store::set_kyc_tier(&state.pool, caller.operator, &caller.origin, &user_id, body.tier, &note).await?;
+    Ok(Json(view))
+}
