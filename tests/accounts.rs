@@ -606,3 +606,13 @@ async fn a_kyc_change_needs_a_tier_of_0_to_2_and_a_note(pool: PgPool) {
     let (status, answer) = server.send(Method::PUT, &path, Some(ADMIN_TOKEN), &BLUESTAR, Some(&body)).await;
     assert_eq!((status.as_u16(), answer), (200, json!({"user_id": user_id, "kyc_tier": 1})));
 }
+
+#[sqlx::test]
+async fn staff_cannot_set_a_time_out_which_is_the_players_own(pool: PgPool) {
+    let server = TestServer::start(pool.clone()).await;
+    player_with_balance(&pool, "p1", "USD", 0).await;
+    let before = snapshot(&pool).await;
+    let (status, body) = server.admin_patch("/v1/players/p1", &json!({"status": "cooling_off"})).await;
+    assert_error(status, &body, 400, 400);
+    assert_eq!(snapshot(&pool).await, before);
+}

@@ -89,6 +89,11 @@ async fn update_player(
     PathParams(raw): PathParams<String>,
     JsonBody(body): JsonBody<StatusChange>,
 ) -> AppResult<Json<store::PlayerView>> {
+    // A time-out is the player's own, with an end (`status_until`) that
+    // staff cannot set here.
+    if body.status == PlayerStatus::CoolingOff {
+        return Err(AppError::bad_request("status", "cooling_off is taken by the player, not set by staff"));
+    }
     Ok(Json(
         store::set_status(&state.pool, caller.operator, &caller.origin, &user_id(raw)?, body.status).await?,
     ))
