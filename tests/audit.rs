@@ -45,7 +45,7 @@ async fn tamper(pool: &PgPool, sql: &str) {
     tx.commit().await.unwrap();
 }
 
-/// Three players, each created and funded over HTTP: six entries.
+/// Three players, each created and funded over HTTP: six entries, sealed.
 async fn three_funded_players(server: &TestServer) {
     for name in ["a", "b", "c"] {
         let (status, _) =
@@ -55,6 +55,7 @@ async fn three_funded_players(server: &TestServer) {
         let (status, _) = server.admin_post(&path, &json!({"amount": 1000}), Some("open")).await;
         assert_eq!(status, StatusCode::CREATED);
     }
+    assert_eq!(verify(server).await["entries"], 6);
 }
 
 #[sqlx::test]
@@ -137,7 +138,7 @@ async fn the_answered_entries_recompute_to_their_hashes_and_the_head(pool: PgPoo
     let odd = Origin::without_request(Actor::Staff("s-1".into()))
         .entry(None, Action::StaffCreate, audit::target("staff", "s-1"))
         .after(json!({"z": [1e3, -0.0, 0.1], "a": "é\u{1F600}\"", "n": null, "m": u64::MAX}));
-    assert_eq!(audit::record(&mut conn, &odd).await.unwrap(), 7);
+    audit::record(&mut conn, &odd).await.unwrap();
     drop(conn);
 
     let mut previous = GENESIS;
@@ -198,6 +199,9 @@ async fn removed_entries_are_named_by_the_first_missing_seq(pool: PgPool) {
 async fn update_delete_and_truncate_are_refused_to_a_superuser(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
     three_funded_players(&server).await;
+    let (status, _) =
+        server.admin_post("/v1/players/a/deposits", &json!({"amount": 5}), Some("pending")).await;
+    assert_eq!(status, StatusCode::CREATED, "an entry waiting to be sealed");
     let before = snapshot(&pool).await;
     let is_superuser: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         .fetch_one(&pool)
@@ -214,6 +218,8 @@ async fn update_delete_and_truncate_are_refused_to_a_superuser(pool: PgPool) {
             "TRUNCATE audit_head",
             "UPDATE audit_head SET seq = seq + 2",
             "UPDATE audit_head SET hash = sha256('x')",
+            "UPDATE audit_pending SET target = 'player:x'",
+            "TRUNCATE audit_pending",
         ] {
             let mut conn = pool.acquire().await.unwrap();
             // `replica` silences ordinary triggers; these fire always.
@@ -222,14 +228,14 @@ async fn update_delete_and_truncate_are_refused_to_a_superuser(pool: PgPool) {
             let error = sqlx::query(sql).execute(&mut *conn).await.unwrap_err();
             let message = error.as_database_error().map(|e| e.message().to_string()).unwrap_or_default();
             assert!(
-                message.contains("append-only") || message.contains("one entry at a time"),
+                message.contains("append-only") || message.contains("only moves forward"),
                 "{sql} ({role}): {error}"
             );
             sqlx::query("RESET session_replication_role").execute(&mut *conn).await.unwrap();
         }
     }
     assert_eq!(snapshot(&pool).await, before);
-    assert_eq!(verify(&server).await["entries"], 6);
+    assert_eq!(verify(&server).await["entries"], 7);
 }
 
 #[sqlx::test]
@@ -330,6 +336,53 @@ async fn deposits_in_parallel_on_many_players_leave_a_chain_without_gaps(pool: P
         .await
         .unwrap();
     assert_eq!(deposits, (PLAYERS * DEPOSITS) as i64);
+}
+
+#[sqlx::test]
+async fn an_entry_waits_with_its_change_until_sealed_in_order(pool: PgPool) {
+    let entry = |n: i64| {
+        Origin::without_request(Actor::System).entry(
+            Some(DEFAULT_OPERATOR),
+            Action::PlayerStatus,
+            audit::target("player", n),
+        )
+    };
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let mut rolled_back = pool.begin().await.unwrap();
+    audit::record(&mut rolled_back, &entry(0)).await.unwrap();
+    rolled_back.rollback().await.unwrap();
+    assert_eq!(count("audit_pending").await, 0, "a change that rolled back leaves no entry");
+
+    // Taken in the order 1, 2, 3; committed as 1, 3, then 2 after a seal.
+    let (mut first, mut second, mut third) =
+        (pool.begin().await.unwrap(), pool.begin().await.unwrap(), pool.begin().await.unwrap());
+    for (tx, n) in [(&mut first, 1), (&mut second, 2), (&mut third, 3)] {
+        audit::record(tx, &entry(n)).await.unwrap();
+    }
+    first.commit().await.unwrap();
+    third.commit().await.unwrap();
+    assert_eq!((count("audit_pending").await, count("audit_log").await), (2, 0));
+    assert_eq!(audit::store::seal(&pool, 100).await.unwrap(), 2);
+    second.commit().await.unwrap();
+    assert_eq!(audit::store::seal(&pool, 100).await.unwrap(), 1);
+    assert_eq!(audit::store::seal(&pool, 100).await.unwrap(), 0);
+
+    let chained: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, target FROM audit_log ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let expected = [(1, "player:1"), (2, "player:3"), (3, "player:2")].map(|(s, t)| (s, t.to_string()));
+    assert_eq!(chained, expected, "numbered in the order they were sealed");
+    assert_eq!(count("audit_pending").await, 0);
+    let mut conn = pool.acquire().await.unwrap();
+    let verdict = audit::store::verify(&mut conn).await.unwrap();
+    assert!(matches!(verdict, audit::store::Verdict::Intact { entries: 3, .. }), "{verdict:?}");
 }
 
 #[sqlx::test]

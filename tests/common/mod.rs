@@ -151,6 +151,7 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("idempotency_keys", "player_id, idempotency_key"),
         ("rtp_hourly", "player_id, bucket, game"),
         ("round_buckets", "player_id, bucket, game, game_id"),
+        ("audit_pending", "id"),
         ("audit_log", "seq"),
         ("audit_head", "seq"),
     ] {
