@@ -31,11 +31,29 @@ async fn verify(server: &TestServer) -> Value {
 }
 
 /// Runs `sql` as the test's superuser with the audit triggers disabled, as
-/// someone with the table owner's rights could.
-async fn tamper(pool: &PgPool, sql: &str) {
+/// someone with the table owner's rights could; answers the trail as it was,
+/// for [`repair`].
+async fn tamper(pool: &PgPool, sql: &str) -> Value {
+    let saved: Value =
+        sqlx::query_scalar("SELECT json_agg(a ORDER BY seq) FROM audit_log a").fetch_one(pool).await.unwrap();
+    with_triggers_disabled(pool, sql, None).await;
+    saved
+}
+
+/// Puts back the trail [`tamper`] saved: the suite reconciles the databases
+/// tests leave behind, and a damaged one would fail it.
+async fn repair(pool: &PgPool, saved: Value) {
+    let restore = "INSERT INTO audit_log SELECT * FROM jsonb_populate_recordset(NULL::audit_log, $1)";
+    with_triggers_disabled(pool, "DELETE FROM audit_log", Some((restore, saved))).await;
+}
+
+async fn with_triggers_disabled(pool: &PgPool, sql: &str, then: Option<(&str, Value)>) {
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER").execute(&mut *tx).await.unwrap();
     sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    if let Some((restore, rows)) = then {
+        sqlx::query(restore).bind(rows).execute(&mut *tx).await.unwrap();
+    }
     // `ENABLE TRIGGER USER` would bring them back as ordinary triggers,
     // which `session_replication_role = replica` silences.
     for trigger in ["audit_log_no_update_or_delete", "audit_log_no_truncate"] {
@@ -174,7 +192,7 @@ async fn an_entry_altered_behind_the_triggers_is_the_first_bad_seq_and_fails_rec
     assert!(report.ok, "{report:?}");
     assert!(report.checks.iter().any(|c| c.name == "audit_chain_verifies"));
 
-    tamper(&pool, r#"UPDATE audit_log SET before = '{"balance": 1000000}' WHERE seq = 4"#).await;
+    let saved = tamper(&pool, r#"UPDATE audit_log SET before = '{"balance": 1000000}' WHERE seq = 4"#).await;
     assert_eq!(verify(&server).await, json!({"ok": false, "first_bad_seq": 4}));
     let report = reconcile(&pool).await.unwrap();
     assert!(!report.ok);
@@ -183,16 +201,20 @@ async fn an_entry_altered_behind_the_triggers_is_the_first_bad_seq_and_fails_rec
     assert!(check.examples[0].contains("audit entry 4 "), "{:?}", check.examples);
     let others_failing = report.checks.iter().filter(|c| c.mismatches > 0).count();
     assert_eq!(others_failing, 1, "only the chain disagrees: {report:?}");
+    repair(&pool, saved).await;
+    assert_eq!(verify(&server).await["ok"], true, "the entry as it was verifies again");
 }
 
 #[sqlx::test]
 async fn removed_entries_are_named_by_the_first_missing_seq(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
     three_funded_players(&server).await;
-    tamper(&pool, "DELETE FROM audit_log WHERE seq = 6").await;
+    let saved = tamper(&pool, "DELETE FROM audit_log WHERE seq = 6").await;
     assert_eq!(verify(&server).await, json!({"ok": false, "first_bad_seq": 6}), "the last one");
     tamper(&pool, "DELETE FROM audit_log WHERE seq = 3").await;
     assert_eq!(verify(&server).await, json!({"ok": false, "first_bad_seq": 3}), "one in the middle");
+    repair(&pool, saved).await;
+    assert_eq!(verify(&server).await["entries"], 6, "the entries put back verify again");
 }
 
 #[sqlx::test]
