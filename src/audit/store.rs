@@ -74,7 +74,7 @@ pub async fn seal(pool: &PgPool, limit: i64) -> sqlx::Result<usize> {
     pending.sort_unstable_by_key(|p| p.id);
     let mut previous = stored_hash(head.seq, &head.hash)?;
     let mut batch = Batch::default();
-    for (seq, p) in (head.seq + 1..).zip(&pending) {
+    for (seq, p) in (head.seq + 1..).zip(pending) {
         let (before, after) = (parse_json(p.before.as_deref())?, parse_json(p.after.as_deref())?);
         previous = chain::link(
             &previous,
@@ -92,28 +92,37 @@ pub async fn seal(pool: &PgPool, limit: i64) -> sqlx::Result<usize> {
             },
         );
         batch.seq.push(seq);
+        batch.at.push(p.at);
+        batch.operator.push(p.operator_id);
+        batch.actor_type.push(p.actor_type);
+        batch.actor_id.push(p.actor_id);
+        batch.action.push(p.action);
+        batch.target.push(p.target);
+        batch.before.push(p.before);
+        batch.after.push(p.after);
+        batch.request_id.push(p.request_id);
         batch.hash.push(previous.to_vec());
     }
-    let last = *batch.seq.last().expect("a non-empty batch");
+    let (sealed, last) = (batch.seq.len(), *batch.seq.last().expect("a non-empty batch"));
     sqlx::query_file!(
         "src/audit/seal.sql",
         &batch.seq,
-        &pending.iter().map(|p| p.at).collect::<Vec<_>>(),
-        &pending.iter().map(|p| p.operator_id).collect::<Vec<_>>() as &[Option<i16>],
-        &pending.iter().map(|p| p.actor_type.clone()).collect::<Vec<_>>(),
-        &pending.iter().map(|p| p.actor_id.clone()).collect::<Vec<_>>() as &[Option<String>],
-        &pending.iter().map(|p| p.action.clone()).collect::<Vec<_>>(),
-        &pending.iter().map(|p| p.target.clone()).collect::<Vec<_>>(),
-        &pending.iter().map(|p| p.before.clone()).collect::<Vec<_>>() as &[Option<String>],
-        &pending.iter().map(|p| p.after.clone()).collect::<Vec<_>>() as &[Option<String>],
-        &pending.iter().map(|p| p.request_id.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &batch.at,
+        &batch.operator as &[Option<i16>],
+        &batch.actor_type,
+        &batch.actor_id as &[Option<String>],
+        &batch.action,
+        &batch.target,
+        &batch.before as &[Option<String>],
+        &batch.after as &[Option<String>],
+        &batch.request_id as &[Option<String>],
         &batch.hash,
     )
     .execute(&mut *tx)
     .await?;
     sqlx::query!("UPDATE audit_head SET seq = $1, hash = $2", last, &previous[..]).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(pending.len())
+    Ok(sealed)
 }
 
 /// Seals until nothing that has committed is pending: what a reader of the
@@ -123,10 +132,19 @@ pub async fn seal_all(pool: &PgPool) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The numbers and hashes a seal gives its batch, in chain order.
+/// A sealed batch, one vector per column of `audit_log`, in chain order.
 #[derive(Default)]
 struct Batch {
     seq: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    operator: Vec<Option<i16>>,
+    actor_type: Vec<String>,
+    actor_id: Vec<Option<String>>,
+    action: Vec<String>,
+    target: Vec<String>,
+    before: Vec<Option<String>>,
+    after: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
     hash: Vec<Vec<u8>>,
 }
 
