@@ -157,7 +157,6 @@ async fn patch(
     Ok(Json(updated))
 }
 
-
 #[derive(Serialize)]
 struct NewKey {
     key_id: Uuid,

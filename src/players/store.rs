@@ -1,7 +1,7 @@
 //! Player accounts, back-office money movements and the transaction history,
 //! in SQL. Deposits and withdrawals take the same player row lock as the
 //! provider hot path, so every balance change is serialised per player.
-//! Every change writes its audit entry in its own transaction, last.
+//! Every change writes its audit entry in its own transaction.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
