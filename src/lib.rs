@@ -19,6 +19,7 @@ pub mod http;
 pub mod ledger;
 pub mod operators;
 pub mod ops;
+pub mod paging;
 pub mod players;
 pub mod provider;
 pub mod reports;

@@ -27,7 +27,7 @@ use crate::domain::{parse_time, storable};
 use crate::error::{AppError, AppResult};
 use crate::http::QueryParams;
 use crate::ops::observe::RequestId;
-use crate::players::PageQuery;
+use crate::paging::PageQuery;
 use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
 pub use store::record;

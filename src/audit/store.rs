@@ -12,7 +12,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::chain::{self, Content, Hash, GENESIS};
 use super::{forbidden_key, Entry};
-use crate::players::store::{page, HistoryCursor};
+use crate::paging::{page, HistoryCursor};
 
 /// Writes `entry` inside the caller's open transaction: it commits or rolls
 /// back with the change it describes.
