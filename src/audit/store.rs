@@ -148,17 +148,24 @@ struct Batch {
     hash: Vec<Vec<u8>>,
 }
 
-/// Seals every [`SEAL_INTERVAL`], for as long as the process runs; a batch
-/// that came back full is followed at once by the next.
+/// While there is nothing to seal, the sealer waits twice as long each time,
+/// up to this: an idle instance asks once a second, not twenty times.
+const SEAL_IDLE_MAX: Duration = Duration::from_secs(1);
+
+/// Seals every [`SEAL_INTERVAL`] while changes come in, for as long as the
+/// process runs; a batch that came back full is followed at once by the
+/// next, and an empty one lengthens the wait up to [`SEAL_IDLE_MAX`].
 pub fn spawn_sealer(pool: PgPool) {
     tokio::spawn(async move {
+        let mut wait = SEAL_INTERVAL;
         loop {
             match seal(&pool, SEAL_BATCH).await {
                 Ok(n) if n as i64 == SEAL_BATCH => continue,
-                Ok(_) => {}
+                Ok(0) => wait = (wait * 2).min(SEAL_IDLE_MAX),
+                Ok(_) => wait = SEAL_INTERVAL,
                 Err(error) => tracing::warn!(%error, "sealing the audit trail failed; trying again"),
             }
-            tokio::time::sleep(SEAL_INTERVAL).await;
+            tokio::time::sleep(wait).await;
         }
     });
 }
