@@ -88,25 +88,106 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
 async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool: PgPool) {
     player_with_balance(&pool, "hot", "USD", 5_000).await;
     let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 2, 16);
-    let bets: Vec<Uuid> = (0..120).map(|_| Uuid::new_v4()).collect();
-    // 120 bets of 50 (only 100 fit), each sent twice.
-    let requests = bets.iter().chain(bets.iter()).map(|id| ledger_batch("hot", vec![bet_of(*id, 50)]));
+    // 120 bets of 50 (only 100 fit) and, among them, 20 wins of 1 that are
+    // accepted wherever they land, also right after a refusal in the same
+    // group (the wins add 20, never enough for another bet). Each request is
+    // sent twice.
+    let unique: Vec<Batch> = (0..140)
+        .map(|i| {
+            let action = if i % 7 == 6 { win_of(Uuid::new_v4(), 1) } else { bet_of(Uuid::new_v4(), 50) };
+            ledger_batch("hot", vec![action])
+        })
+        .collect();
+    let requests = unique.iter().chain(unique.iter()).cloned();
     let outcomes = join_all(requests.map(|r| committer.submit(r))).await;
-    let (first, second) = outcomes.split_at(120);
-    let accepted = first.iter().filter(|o| o.is_ok()).count();
-    assert_eq!(accepted, 100);
+    let (first, second) = outcomes.split_at(unique.len());
+    let is_win = |i: usize| i % 7 == 6;
+    let accepted_bets = first.iter().enumerate().filter(|(i, o)| !is_win(*i) && o.is_ok()).count();
+    assert_eq!(accepted_bets, 100);
     assert!(first.iter().filter_map(|o| o.as_ref().err()).all(|e| e.code() == 100));
-    for (a, b) in first.iter().zip(second) {
-        if let (Ok(a), Ok(b)) = (a, b) {
-            assert_eq!(a.transactions, b.transactions, "a repeat answers the same tx_id");
+    for (i, (a, b)) in first.iter().zip(second).enumerate() {
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a.transactions, b.transactions, "a repeat answers the same tx_id"),
+            (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "a repeat is refused as its first was"),
+            _ => panic!("request {i} was answered {a:?}, its repeat {b:?}"),
+        }
+        if is_win(i) {
+            assert!(a.is_ok(), "a win is never refused, whatever came before it: {a:?}");
         }
     }
-    assert_eq!(balance(&pool, "hot").await, 0);
+    assert_eq!(balance(&pool, "hot").await, 20);
     let groups: i64 = sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM ledger WHERE kind = 'bet'")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert!(groups < 100, "100 accepted bets were committed in {groups} transactions");
+}
+
+/// Holds `user`'s row lock in a transaction of its own until it is dropped
+/// or committed, and waits until a group commit loop is queued behind it.
+async fn hold_the_loop_on(pool: &PgPool, committer: &GroupCommitter, user: &str) -> BlockedLoop {
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM players WHERE user_id = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (committer, user) = (committer.clone(), user.to_string());
+    let blocked =
+        tokio::spawn(
+            async move { committer.submit(ledger_batch(&user, vec![bet_of(Uuid::new_v4(), 1)])).await },
+        );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the loop never waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    BlockedLoop { lock, blocked }
+}
+
+struct BlockedLoop {
+    lock: sqlx::Transaction<'static, sqlx::Postgres>,
+    blocked: tokio::task::JoinHandle<Result<wallet::ledger::rules::Receipt, AppError>>,
+}
+
+#[sqlx::test]
+async fn a_refusal_and_the_next_request_in_one_real_group_get_their_own_answers(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "carol", "USD", 1_000).await;
+    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
+    // The one loop is busy with carol's request, waiting for her row lock, so
+    // both of alice's requests are queued before it takes its next group:
+    // they share one transaction.
+    let held = hold_the_loop_on(&pool, &committer, "carol").await;
+    let mut overdraw = Box::pin(committer.submit(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 2_000)])));
+    let mut fits = Box::pin(committer.submit(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])));
+    assert!(futures::poll!(&mut overdraw).is_pending(), "queued behind carol's request");
+    assert!(futures::poll!(&mut fits).is_pending(), "queued behind carol's request");
+    held.lock.commit().await.unwrap();
+    assert_eq!(held.blocked.await.unwrap().unwrap().balance, 999);
+
+    let answers: Vec<Result<i64, u16>> = [overdraw.await, fits.await]
+        .iter()
+        .map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code))
+        .collect();
+    assert_eq!(answers, vec![Err(100), Ok(990)]);
+    assert_eq!(balance(&pool, "alice").await, 990);
+    let bets: Vec<i64> =
+        sqlx::query_scalar("SELECT l.amount FROM ledger l JOIN players p ON p.id = l.player_id WHERE p.user_id = 'alice' AND l.kind = 'bet'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(bets, vec![10], "only the accepted bet was written");
 }
 
 async fn first_tx_id(pool: &PgPool, action_id: Uuid) -> Uuid {
