@@ -304,3 +304,29 @@ async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
             .unwrap();
     assert_eq!(dated, last_change);
 }
+
+#[sqlx::test]
+async fn a_rollback_reads_its_original_first_and_needs_no_second_attempt(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    let bet = Uuid::new_v4();
+    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+
+    let undo = ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: bet }]);
+    let mut conn = pool.acquire().await.unwrap();
+    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &[&undo], Probe::Originals).await.unwrap();
+    assert!(!group.met_stored_action, "the original was read before the rules ran, not met on insert");
+    assert_eq!(group.outcomes[0].as_ref().unwrap().balance, 1_000);
+}
+
+#[sqlx::test]
+async fn a_loop_whose_queue_ran_empty_gives_its_connection_back(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
+    committer.submit(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])).await.unwrap();
+    // The loop answers first and gives the connection back right after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.size() as usize > pool.num_idle() {
+        assert!(std::time::Instant::now() < deadline, "the loop kept its connection while idle");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
