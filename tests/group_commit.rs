@@ -123,6 +123,25 @@ async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool:
     assert!(groups < 100, "100 accepted bets were committed in {groups} transactions");
 }
 
+/// Returns once some transaction of this test's database waits for a lock.
+async fn until_a_transaction_waits_for_a_lock(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Holds `user`'s row lock in a transaction of its own until it is dropped
 /// or committed, and waits until a group commit loop is queued behind it.
 async fn hold_the_loop_on(pool: &PgPool, committer: &GroupCommitter, user: &str) -> BlockedLoop {
@@ -137,21 +156,7 @@ async fn hold_the_loop_on(pool: &PgPool, committer: &GroupCommitter, user: &str)
         tokio::spawn(
             async move { committer.submit(ledger_batch(&user, vec![bet_of(Uuid::new_v4(), 1)])).await },
         );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the loop never waited for the lock");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    until_a_transaction_waits_for_a_lock(pool).await;
     BlockedLoop { lock, blocked }
 }
 
@@ -329,4 +334,36 @@ async fn a_loop_whose_queue_ran_empty_gives_its_connection_back(pool: PgPool) {
         assert!(std::time::Instant::now() < deadline, "the loop kept its connection while idle");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+#[sqlx::test]
+async fn a_group_aborted_by_a_deadlock_runs_again_instead_of_answering_503(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "bob", "USD", 1_000).await;
+    // Another transaction holds bob, the group locks alice and waits for bob,
+    // then the other asks for alice: a cycle. Only the group's side looks for
+    // deadlocks within the server's second, so the group is the one aborted.
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'").execute(&mut *other).await.unwrap();
+    sqlx::query("SELECT 1 FROM players WHERE user_id = 'bob' FOR UPDATE").execute(&mut *other).await.unwrap();
+    let group_pool = pool.clone();
+    let group = tokio::spawn(async move {
+        let requests = [
+            ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
+            ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 20)]),
+        ];
+        let refs: Vec<&Batch> = requests.iter().collect();
+        process_group(&group_pool, DEFAULT_OPERATOR, &refs).await
+    });
+    until_a_transaction_waits_for_a_lock(&pool).await;
+    sqlx::query("SELECT 1 FROM players WHERE user_id = 'alice' FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other.commit().await.unwrap();
+
+    let outcomes = group.await.unwrap().expect("the group ran again after the deadlock");
+    let codes: Vec<Result<i64, u16>> =
+        outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
+    assert_eq!(codes, vec![Ok(990), Ok(980)]);
 }
