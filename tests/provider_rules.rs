@@ -117,6 +117,27 @@ async fn a_bet_past_the_balance_is_refused_even_when_a_later_win_would_cover_it(
 }
 
 #[sqlx::test]
+async fn a_round_counts_once_for_its_bets_and_not_at_all_when_they_are_undone_in_one_request(pool: PgPool) {
+    let server = server(pool).await;
+    ok(&server, &batch(ALICE, vec![bet(id(), 10), bet(id(), 20)])).await;
+    let undone_bet = id();
+    let mut undone = batch(ALICE, vec![bet(undone_bet, 30), rollback(id(), undone_bet)]);
+    undone["game_id"] = json!("round-2");
+    ok(&server, &undone).await;
+    let rounds: Vec<(String, i64)> =
+        sqlx::query_as("SELECT game_id, live_bets::bigint FROM round_buckets ORDER BY game_id")
+            .fetch_all(&server.pool)
+            .await
+            .unwrap();
+    assert_eq!(rounds, vec![("round-1".to_string(), 2)], "a round undone in its own request leaves no row");
+    let counted: i64 = sqlx::query_scalar("SELECT sum(rounds)::bigint FROM rtp_hourly")
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 1);
+}
+
+#[sqlx::test]
 async fn rolling_back_a_win_debits_it_and_refuses_to_overdraw(pool: PgPool) {
     let server = server(pool).await;
     let (small_win, big_win) = (id(), id());
