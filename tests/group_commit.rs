@@ -367,3 +367,33 @@ async fn a_group_aborted_by_a_deadlock_runs_again_instead_of_answering_503(pool:
         outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
     assert_eq!(codes, vec![Ok(990), Ok(980)]);
 }
+
+#[sqlx::test]
+async fn a_write_the_database_refuses_answers_that_refusal_not_an_internal_error(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    // The edge refuses a NUL; were one to get through, PostgreSQL refuses the
+    // text, and that is a 400 whatever the group tried first.
+    let mut request = ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]);
+    request.game = Some("slots\0".into());
+    let before = snapshot(&pool).await;
+    let error = process_group(&pool, DEFAULT_OPERATOR, &[&request]).await.err().expect("the write fails");
+    assert_eq!(error.code(), 400, "{error:?}");
+    assert_eq!(snapshot(&pool).await, before);
+}
+
+#[sqlx::test]
+async fn two_players_claiming_one_new_id_in_a_group_fail_it_as_a_conflict(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "bob", "USD", 1_000).await;
+    // Read first or not, the id is new to both: the registry's key refuses the
+    // second claim, and the group fails as a conflict (the group-commit loop
+    // then runs its requests one at a time).
+    let shared = Uuid::new_v4();
+    let requests =
+        [ledger_batch("alice", vec![bet_of(shared, 10)]), ledger_batch("bob", vec![bet_of(shared, 10)])];
+    let refs: Vec<&Batch> = requests.iter().collect();
+    let before = snapshot(&pool).await;
+    let error = process_group(&pool, DEFAULT_OPERATOR, &refs).await.err().expect("the write fails");
+    assert_eq!(error.code(), 409, "{error:?}");
+    assert_eq!(snapshot(&pool).await, before);
+}
