@@ -3,7 +3,9 @@
 //! and reports its failure, with what to do about it where that is known.
 
 use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -20,6 +22,17 @@ struct ReconcileArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct HealthcheckArgs {
+    /// URL to probe; by default `/health/ready` of the service at WALLET_ADDR
+    /// (on loopback when that is an unspecified address such as 0.0.0.0).
+    #[arg(long)]
+    url: Option<String>,
+    /// Address `wallet serve` listens on (the same variable it reads).
+    #[arg(long, env = "WALLET_ADDR", default_value = "127.0.0.1:8080")]
+    wallet_addr: SocketAddr,
 }
 
 #[derive(Parser)]
@@ -50,6 +63,9 @@ enum Command {
     /// Seal complete days into the daily RTP summary and fold late changes
     /// into it (the service also does this every minute).
     Summarize(DatabaseArgs),
+    /// GET a URL (by default this host's `/health/ready`); exit 0 on a 2xx answer
+    /// within 2 s, else 1. For container health checks, where no curl is installed.
+    Healthcheck(HealthcheckArgs),
 }
 
 /// The command line: [`Cli`], with the value DATABASE_URL has in the
@@ -87,6 +103,9 @@ pub fn main() -> ExitCode {
             Command::Simulate(args) => crate::tools::simulate::run(args).await.map(|()| true),
             Command::SeedLedger(args) => crate::tools::seed_ledger::run(args).await.map(|()| true),
             Command::Summarize(args) => summarize(&args).await.map(|()| true),
+            Command::Healthcheck(args) => {
+                probe(&args.url.unwrap_or_else(|| ready_url(args.wallet_addr))).await
+            }
         }
     });
     match result {
@@ -112,7 +131,7 @@ impl Command {
             Command::Reconcile(args) => Some(&args.database.database_url),
             Command::Seed(args) => Some(&args.database.database_url),
             Command::SeedLedger(args) => Some(&args.database.database_url),
-            Command::Bench(_) | Command::Simulate(_) => None,
+            Command::Bench(_) | Command::Simulate(_) | Command::Healthcheck(_) => None,
         }
     }
 }
@@ -207,6 +226,33 @@ fn plain_error(error: &anyhow::Error) -> String {
         previous = cause;
     }
     text
+}
+
+/// `/health/ready` of a service listening on `addr`, reached from this host:
+/// a service listening on every address (0.0.0.0, ::) is asked on loopback.
+fn ready_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/health/ready", SocketAddr::new(ip, addr.port()))
+}
+
+/// GETs `url`: true on a 2xx answer, false (the status and body printed) on
+/// another; an error if nothing answers within 2 s.
+async fn probe(url: &str) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let response = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        println!("{url}: {status}");
+    } else {
+        println!("{url}: {status} {body}");
+    }
+    Ok(status.is_success())
 }
 
 async fn summarize(args: &DatabaseArgs) -> anyhow::Result<()> {
@@ -333,6 +379,35 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains(&format!("caused by: cannot listen on {addr}")), "{shown}");
+    }
+
+    #[test]
+    fn the_health_check_asks_a_service_listening_everywhere_on_loopback() {
+        let url = |addr: &str| ready_url(addr.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/health/ready");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/health/ready");
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/health/ready");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80/health/ready");
+    }
+
+    #[tokio::test]
+    async fn the_health_check_passes_on_2xx_fails_on_503_and_errs_when_nothing_answers() {
+        use axum::http::StatusCode;
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/health/ready", get(|| async { "ok" }))
+            .route("/down", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable") }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        assert!(probe(&ready_url(addr)).await.unwrap());
+        assert!(!probe(&format!("http://{addr}/down")).await.unwrap());
+        assert!(!probe(&format!("http://{addr}/nowhere")).await.unwrap());
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let error = probe(&format!("http://{closed}/health/ready")).await.expect_err("nothing listens");
+        assert!(format!("{error:#}").starts_with(&format!("GET http://{closed}/health/ready")), "{error:#}");
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GROUP_COMMIT_SHARDS")]
     pub group_commit_shards: Option<usize>,
 
+    /// The safety net behind LISTEN/NOTIFY: how often each instance compares
+    /// every operator's revision with its in-memory copy.
+    #[arg(long, env = "OPERATOR_REFRESH_MS", default_value_t = 5000)]
+    pub operator_refresh_ms: u64,
+
+    /// In-memory operator copies older than this are reloaded when next read.
+    #[arg(long, env = "OPERATOR_MAX_AGE_SECS", default_value_t = 300)]
+    pub operator_max_age_secs: u64,
+
     #[command(flatten)]
     pub protection: ProtectionArgs,
 
@@ -183,6 +192,8 @@ pub struct Settings {
     pub group_commit_shards: Option<usize>,
     pub protection: Protection,
     pub connections: ConnectionLimits,
+    /// How this instance keeps its in-memory operators fresh.
+    pub freshness: crate::operators::registry::Freshness,
 }
 
 /// Secrets stay out of `Debug`, so settings can be logged safely.
@@ -198,6 +209,7 @@ impl fmt::Debug for Settings {
             .field("group_commit_shards", &self.group_commit_shards)
             .field("protection", &self.protection)
             .field("connections", &self.connections)
+            .field("freshness", &self.freshness)
             .finish()
     }
 }
@@ -254,6 +266,10 @@ impl ServeArgs {
                 .map(|shards| shards.clamp(1, (self.db_pool_size as usize).saturating_sub(1).max(1))),
             protection: self.protection.into(),
             connections: self.connections.into(),
+            freshness: crate::operators::registry::Freshness {
+                refresh_every: Duration::from_millis(self.operator_refresh_ms.max(100)),
+                max_age: Duration::from_secs(self.operator_max_age_secs.max(1)),
+            },
         })
     }
 }
@@ -274,6 +290,7 @@ mod tests {
             group_commit_shards: Some(4),
             protection: Protection::unlimited(),
             connections: ConnectionLimits::default(),
+            freshness: Default::default(),
         };
         let shown = format!("{settings:?}");
         for secret in ["hunter2", "provider-secret", "admin-token"] {

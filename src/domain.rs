@@ -172,6 +172,18 @@ pub fn storable_time(at: DateTime<Utc>) -> bool {
     (MIN_SECONDS..MAX_SECONDS).contains(&at.timestamp())
 }
 
+/// A time from outside, RFC 3339 with any offset (`2026-11-23T10:00:00Z`),
+/// in UTC and rounded up to the microsecond: the database keeps
+/// microseconds, so `t >= from` for a stored `t` holds exactly when
+/// `t >= ceil(from)`, and a half-open window `[from, to)` stays exact.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, Invalid> {
+    const FORMAT: Invalid = Invalid("must be an RFC 3339 time such as 2026-11-23T10:00:00Z");
+    let at = DateTime::parse_from_rfc3339(text).map_err(|_| FORMAT)?.to_utc();
+    let rest = at.timestamp_subsec_nanos() % 1000;
+    let at = if rest == 0 { at } else { at + TimeDelta::nanoseconds(i64::from(1000 - rest)) };
+    Ok(at)
+}
+
 /// `at` rounded down to a whole `unit` since the Unix epoch (hours and days
 /// are whole in UTC). Unlike `DurationRound`, which counts in nanoseconds
 /// and fails outside 1677 to 2262, this works for every time chrono holds.
@@ -309,6 +321,17 @@ mod tests {
     }
 
     #[test]
+    fn parsed_times_are_utc_rounded_up_to_the_microsecond() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        assert_eq!(parse_time("2026-11-01T12:00:00.0000001+02:00"), Ok(at("2026-11-01T10:00:00.000001Z")));
+        assert_eq!(parse_time("2026-11-01T10:00:00.000001Z"), Ok(at("2026-11-01T10:00:00.000001Z")));
+        assert_eq!(parse_time("9999-12-31T23:59:59.999999Z"), Ok(at("9999-12-31T23:59:59.999999Z")));
+        for bad in ["yesterday", "2026-11-01", "2026-11-01T10:00:00", ""] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn storable_times_are_the_years_rfc_3339_can_write() {
         let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
         assert!(storable_time(at("0000-01-01T00:00:00Z")));
@@ -322,5 +345,68 @@ mod tests {
         assert!(UserId::try_from("é".repeat(255)).is_ok());
         assert!(UserId::try_from("é".repeat(256)).is_err());
         assert!(UserId::try_from(String::new()).is_err());
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code, upper case.
+pub fn is_country(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A feature flag of an operator: on or off everywhere, or a default with
+/// per-country exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Flag {
+    Everywhere(bool),
+    PerCountry { default: bool, countries: std::collections::BTreeMap<String, bool> },
+}
+
+impl Flag {
+    /// Whether the flag is on for a player of `country` (the default when
+    /// the country is not known).
+    pub fn is_on(&self, country: Option<&str>) -> bool {
+        match self {
+            Flag::Everywhere(on) => *on,
+            Flag::PerCountry { default, countries } => {
+                country.and_then(|c| countries.get(c)).copied().unwrap_or(*default)
+            }
+        }
+    }
+}
+
+impl TryFrom<serde_json::Value> for Flag {
+    type Error = Invalid;
+
+    fn try_from(value: serde_json::Value) -> Result<Flag, Invalid> {
+        const SHAPE: &str = r#"a flag is a bool or {"default": bool, "countries": {"XX": bool}}"#;
+        let serde_json::Value::Object(mut fields) = value else {
+            return value.as_bool().map(Flag::Everywhere).ok_or(Invalid(SHAPE));
+        };
+        let default = fields.remove("default").and_then(|v| v.as_bool()).ok_or(Invalid(SHAPE))?;
+        let countries = match fields.remove("countries") {
+            None => Default::default(),
+            Some(serde_json::Value::Object(countries)) => countries
+                .into_iter()
+                .map(|(country, on)| match on.as_bool() {
+                    Some(on) if is_country(&country) => Ok((country, on)),
+                    _ => Err(Invalid(
+                        "countries: each key is an ISO 3166-1 alpha-2 code (\"GB\") and each value a bool",
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(Invalid(SHAPE)),
+        };
+        if !fields.is_empty() {
+            return Err(Invalid(SHAPE));
+        }
+        Ok(Flag::PerCountry { default, countries })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Flag, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Flag::try_from(value).map_err(|Invalid(problem)| serde::de::Error::custom(problem))
     }
 }

@@ -26,6 +26,19 @@ pub enum AppError {
     PlayerNotFound,
     #[error("no such reconciliation run")]
     ReconciliationRunNotFound,
+    /// No operator by that code, domain or `X-Operator` (or not one the caller may see).
+    #[error("unknown operator")]
+    OperatorNotFound,
+    #[error("no such provider key")]
+    KeyNotFound,
+    #[error("no such staff member")]
+    StaffNotFound,
+    /// The caller's role may not do this.
+    #[error("your role does not allow this")]
+    Forbidden,
+    /// `If-Match` named another version than the stored one.
+    #[error("If-Match: {0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("request body is larger than 64 KiB")]
@@ -60,7 +73,12 @@ impl AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::BadSignature => StatusCode::FORBIDDEN,
             AppError::RouteNotFound | AppError::PlayerNotFound => StatusCode::NOT_FOUND,
-            AppError::ReconciliationRunNotFound => StatusCode::NOT_FOUND,
+            AppError::ReconciliationRunNotFound
+            | AppError::OperatorNotFound
+            | AppError::KeyNotFound
+            | AppError::StaffNotFound => StatusCode::NOT_FOUND,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -68,6 +86,7 @@ impl AppError {
                 Refusal::InsufficientFunds
                 | Refusal::RollbackOfRollback
                 | Refusal::PlayerBlocked
+                | Refusal::GameForbidden
                 | Refusal::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
                 Refusal::ActionReused(_) | Refusal::ForeignAction(_) => StatusCode::CONFLICT,
                 Refusal::BalanceOverflow => StatusCode::BAD_REQUEST,
@@ -87,7 +106,9 @@ impl AppError {
         match self {
             AppError::Refused(Refusal::InsufficientFunds) => 100,
             AppError::PlayerNotFound => 101,
+            AppError::OperatorNotFound => 120,
             AppError::Refused(Refusal::RollbackOfRollback) => 102,
+            AppError::Refused(Refusal::GameForbidden) => 107,
             AppError::Refused(Refusal::PlayerBlocked) => 110,
             AppError::Refused(Refusal::CurrencyMismatch) => 154,
             other => other.status().as_u16(),

@@ -3,17 +3,12 @@
 //! authentication, and JSON answers for unknown routes and methods.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
-use crate::AppState;
 
 /// A JSON body whose rejection is a contract error naming the bad field.
 pub struct JsonBody<T>(pub T);
@@ -93,22 +88,6 @@ fn json_rejection<T: DeserializeOwned>(bytes: &[u8]) -> AppError {
         _ => "body".to_string(),
     };
     AppError::bad_request(&field, error.into_inner())
-}
-
-/// Middleware: the back office authenticates with `Authorization: Bearer <token>`.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
-            next.run(request).await
-        }
-        _ => AppError::Unauthorized.into_response(),
-    }
 }
 
 pub async fn route_not_found() -> AppError {

@@ -2,22 +2,29 @@
 //!
 //! - [`provider`]: the HMAC-signed provider API (bets, wins, rollbacks).
 //! - [`ledger`]: the money rules and the hot path that applies them.
+//! - [`operators`]: operators (whitelabel tenants) as live configuration.
+//! - [`staff`]: back-office staff, roles and permissions.
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
+//! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod operators;
 pub mod ops;
+pub mod paging;
 pub mod players;
 pub mod provider;
 pub mod reports;
 pub mod server;
+pub mod staff;
 pub mod tools;
 
 use std::str::FromStr;
@@ -33,6 +40,7 @@ use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 
 use config::{Protection, Settings};
+use operators::registry::Freshness;
 use ops::limits::Limits;
 use provider::signature::{SigningKeys, MAX_BODY_BYTES};
 
@@ -40,10 +48,11 @@ use provider::signature::{SigningKeys, MAX_BODY_BYTES};
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// `HMAC_SECRETS`: the keys of `/v1/process`.
     pub signing: Arc<SigningKeys>,
     pub admin_token: Arc<str>,
-    /// The operator whose players this instance serves.
-    pub operator: i16,
+    /// Every operator, in memory, kept fresh by LISTEN/NOTIFY.
+    pub operators: Arc<operators::registry::Registry>,
     /// Where provider requests with actions go to be committed.
     pub committer: Arc<ledger::group::GroupCommitter>,
     /// Rate limits, in-flight cap and request timeout of this instance.
@@ -54,44 +63,46 @@ impl AppState {
     /// State with the default number of group-commit loops for `pool` and
     /// no overload protection: what tests and embedded uses start from.
     /// Starts the loops, so it must be called inside the Tokio runtime.
-    pub fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
-        AppState::build(pool, hmac_secrets, admin_token, None, &Protection::unlimited())
+    pub async fn new(pool: PgPool, hmac_secrets: &[String], admin_token: &str) -> AppState {
+        AppState::build(pool, hmac_secrets, admin_token, None, &Protection::unlimited(), Freshness::default())
+            .await
     }
 
     /// The state `wallet serve` runs with.
-    pub fn from_settings(pool: PgPool, settings: &Settings) -> AppState {
+    pub async fn from_settings(pool: PgPool, settings: &Settings) -> AppState {
         AppState::build(
             pool,
             &settings.hmac_secrets,
             &settings.admin_token,
             settings.group_commit_shards,
             &settings.protection,
+            settings.freshness,
         )
+        .await
     }
 
     /// The one place the state is put together and the group-commit loops
     /// started: `shards` of them, or [`ledger::group::default_shards`].
-    fn build(
+    /// Also loads every operator and starts listening for their changes.
+    pub async fn build(
         pool: PgPool,
         hmac_secrets: &[String],
         admin_token: &str,
         shards: Option<usize>,
         protection: &Protection,
+        freshness: Freshness,
     ) -> AppState {
+        let operators = operators::registry::Registry::start(pool.clone(), hmac_secrets, freshness).await;
         let shards =
             shards.unwrap_or_else(|| ledger::group::default_shards(pool.options().get_max_connections()));
-        let committer = Arc::new(ledger::group::GroupCommitter::start(
-            pool.clone(),
-            domain::DEFAULT_OPERATOR,
-            shards,
-            ledger::group::MAX_GROUP,
-        ));
+        let committer =
+            Arc::new(ledger::group::GroupCommitter::start(pool.clone(), shards, ledger::group::MAX_GROUP));
         AppState {
             committer,
             pool,
             signing: Arc::new(SigningKeys::new(hmac_secrets)),
             admin_token: admin_token.into(),
-            operator: domain::DEFAULT_OPERATOR,
+            operators,
             limits: Arc::new(Limits::new(protection)),
         }
     }
@@ -105,14 +116,12 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     ops::metrics::handle();
-    let back_office = players::routes()
-        .merge(reports::routes())
-        .merge(ops::reconcile::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), http::require_admin));
+    let back_office = back_office().into_router(state.clone());
     // Rate limits, the in-flight cap and the timeout guard the routes that do
     // work; health and metrics stay reachable under overload.
     let protected = Router::new()
         .merge(provider::routes(state.clone()))
+        .merge(operators::routes())
         .merge(back_office)
         .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
     Router::new()
@@ -126,6 +135,16 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(answer_panic))
         .layer(middleware::from_fn(ops::observe::observe))
         .with_state(state)
+}
+
+/// Every back-office route, each with the permission it needs.
+pub fn back_office() -> staff::BackOffice {
+    players::routes()
+        .merge(reports::routes())
+        .merge(ops::reconcile::routes())
+        .merge(operators::back_office())
+        .merge(staff::routes())
+        .merge(audit::routes())
 }
 
 /// A handler panicked: 500 in the contract's shape; the cause goes to the log.
@@ -172,11 +191,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     ledger::partitions::ensure_ahead(&pool).await.context("cannot create ledger partitions")?;
     ledger::partitions::spawn_maintenance(pool.clone());
     reports::summary::spawn_maintenance(pool.clone());
+    audit::store::spawn_sealer(pool.clone());
 
     let listener = TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
-    let state = AppState::from_settings(pool.clone(), &settings);
+    let state = AppState::from_settings(pool.clone(), &settings).await;
     ops::limits::spawn_maintenance(state.limits.clone());
     tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
     server::serve(listener, app(state), settings.connections, shutdown_signal()).await?;

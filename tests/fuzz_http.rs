@@ -201,7 +201,7 @@ fn arbitrary_input_anywhere_never_answers_500() {
     let database = runtime.block_on(FreshDatabase::create());
     let app = runtime.block_on(async {
         let pool = PgPool::connect(&database.url).await.unwrap();
-        let app = wallet::app(AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN));
+        let app = wallet::app(AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN).await);
         let create = Request::post("/v1/players")
             .header("authorization", format!("Bearer {ADMIN}"))
             .body(Body::from(r#"{"user_id":"p1","currency":"USD"}"#))

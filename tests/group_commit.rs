@@ -8,11 +8,11 @@ use common::*;
 use futures::future::join_all;
 use sqlx::PgPool;
 use uuid::Uuid;
-use wallet::domain::{Amount, DEFAULT_OPERATOR};
+use wallet::domain::Amount;
 use wallet::error::AppError;
 use wallet::ledger::group::GroupCommitter;
 use wallet::ledger::process::{process_group, process_group_probing, Probe};
-use wallet::ledger::{Action, Batch};
+use wallet::ledger::{Action, Submission};
 
 fn bet_of(id: Uuid, amount: i64) -> Action {
     Action::Bet { id, amount: Amount::try_from(amount).unwrap() }
@@ -45,8 +45,9 @@ async fn one_group_gives_each_request_its_own_outcome(pool: PgPool) {
         ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 1)]),                            // 100
         ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: first_bet }]), // +600: 1050
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
-    let outcomes = process_group(&pool, DEFAULT_OPERATOR, &refs).await.unwrap();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
+    let outcomes = process_group(&pool, &refs).await.unwrap();
     let codes: Vec<Result<i64, u16>> =
         outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
     assert_eq!(codes, vec![Ok(400), Err(100), Ok(0), Ok(450), Err(409), Err(101), Err(100), Ok(1_050)]);
@@ -67,7 +68,7 @@ async fn one_group_gives_each_request_its_own_outcome(pool: PgPool) {
 async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     player_with_balance(&pool, "bob", "USD", 1_000).await;
-    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
+    let committer = GroupCommitter::start(pool.clone(), 1, 64);
     // Two players claim the same new action_id in one group: each looks valid
     // alone, but the combined insert violates the registry's primary key.
     let shared = Uuid::new_v4();
@@ -77,7 +78,7 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
         ledger_batch("bob", vec![bet_of(shared, 100)]),
         ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 20)]),
     ];
-    let outcomes = join_all(requests.into_iter().map(|r| committer.submit(r))).await;
+    let outcomes = join_all(requests.into_iter().map(|r| committer.submit(submitted(r)))).await;
     let codes: Vec<Result<i64, u16>> =
         outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
     assert_eq!(codes, vec![Ok(990), Ok(890), Err(409), Ok(980)]);
@@ -87,19 +88,19 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
 #[sqlx::test]
 async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool: PgPool) {
     player_with_balance(&pool, "hot", "USD", 5_000).await;
-    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 2, 16);
+    let committer = GroupCommitter::start(pool.clone(), 2, 16);
     // 120 bets of 50 (only 100 fit) and, among them, 20 wins of 1 that are
     // accepted wherever they land, also right after a refusal in the same
     // group (the wins add 20, never enough for another bet). Each request is
     // sent twice.
-    let unique: Vec<Batch> = (0..140)
+    let unique: Vec<wallet::ledger::Batch> = (0..140)
         .map(|i| {
             let action = if i % 7 == 6 { win_of(Uuid::new_v4(), 1) } else { bet_of(Uuid::new_v4(), 50) };
             ledger_batch("hot", vec![action])
         })
         .collect();
     let requests = unique.iter().chain(unique.iter()).cloned();
-    let outcomes = join_all(requests.map(|r| committer.submit(r))).await;
+    let outcomes = join_all(requests.map(|r| committer.submit(submitted(r)))).await;
     let (first, second) = outcomes.split_at(unique.len());
     let is_win = |i: usize| i % 7 == 6;
     let accepted_bets = first.iter().enumerate().filter(|(i, o)| !is_win(*i) && o.is_ok()).count();
@@ -152,10 +153,9 @@ async fn hold_the_loop_on(pool: &PgPool, committer: &GroupCommitter, user: &str)
         .await
         .unwrap();
     let (committer, user) = (committer.clone(), user.to_string());
-    let blocked =
-        tokio::spawn(
-            async move { committer.submit(ledger_batch(&user, vec![bet_of(Uuid::new_v4(), 1)])).await },
-        );
+    let blocked = tokio::spawn(async move {
+        committer.submit(submitted(ledger_batch(&user, vec![bet_of(Uuid::new_v4(), 1)]))).await
+    });
     until_a_transaction_waits_for_a_lock(pool).await;
     BlockedLoop { lock, blocked }
 }
@@ -169,13 +169,15 @@ struct BlockedLoop {
 async fn a_refusal_and_the_next_request_in_one_real_group_get_their_own_answers(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     player_with_balance(&pool, "carol", "USD", 1_000).await;
-    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
+    let committer = GroupCommitter::start(pool.clone(), 1, 64);
     // The one loop is busy with carol's request, waiting for her row lock, so
     // both of alice's requests are queued before it takes its next group:
     // they share one transaction.
     let held = hold_the_loop_on(&pool, &committer, "carol").await;
-    let mut overdraw = Box::pin(committer.submit(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 2_000)])));
-    let mut fits = Box::pin(committer.submit(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])));
+    let mut overdraw =
+        Box::pin(committer.submit(submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 2_000)]))));
+    let mut fits =
+        Box::pin(committer.submit(submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]))));
     assert!(futures::poll!(&mut overdraw).is_pending(), "queued behind carol's request");
     assert!(futures::poll!(&mut fits).is_pending(), "queued behind carol's request");
     held.lock.commit().await.unwrap();
@@ -211,16 +213,17 @@ async fn ledger_rows(pool: &PgPool) -> i64 {
 async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_tx_id(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     let (bet, win) = (Uuid::new_v4(), Uuid::new_v4());
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(bet, 100)]))]).await.unwrap();
     let first = first_tx_id(&pool, bet).await;
 
     let requests = [
         ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
         ledger_batch("alice", vec![bet_of(bet, 100), win_of(win, 5)]),
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &refs, Probe::Originals).await.unwrap();
     assert!(group.met_stored_action, "the replayed bet's insert must have collided");
     let replay = group.outcomes[1].as_ref().unwrap();
     assert_eq!(replay.transactions[0], (bet, first), "the replay answers its first tx_id");
@@ -235,7 +238,7 @@ async fn a_replay_taken_for_new_is_caught_by_the_registry_and_answers_its_first_
 async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 100).await;
     let bet = Uuid::new_v4();
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(bet, 100)]))]).await.unwrap();
     let first = first_tx_id(&pool, bet).await;
 
     // Taken as new, the replay would overdraw the empty balance (code 100);
@@ -244,9 +247,10 @@ async fn a_refusal_is_judged_again_with_every_id_read_because_it_may_be_a_replay
         ledger_batch("alice", vec![bet_of(bet, 100)]),
         ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 50)]),
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &refs, Probe::Originals).await.unwrap();
     assert!(!group.met_stored_action, "the refusal was judged again before anything was written");
     assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(bet, first)]);
     assert_eq!(group.outcomes[1].as_ref().map_err(AppError::code).unwrap_err(), 100);
@@ -265,7 +269,7 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
         ledger_batch("alice", vec![Action::Rollback { id: pre_rollback, original: unseen }]),
     ];
     for r in &history {
-        process_group(&pool, DEFAULT_OPERATOR, &[r]).await.unwrap();
+        process_group(&pool, &[&submitted(r.clone())]).await.unwrap();
     }
     let first_rollback = first_tx_id(&pool, rollback).await;
     assert_eq!(balance(&pool, "alice").await, 1_000);
@@ -276,9 +280,10 @@ async fn a_replayed_rollback_and_a_late_original_are_found_when_taken_for_new(po
         ledger_batch("alice", vec![Action::Rollback { id: rollback, original: bet }]),
         ledger_batch("alice", vec![bet_of(unseen, 300)]),
     ];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.iter().cloned().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &refs, Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &refs, Probe::Originals).await.unwrap();
     assert!(group.met_stored_action);
     assert_eq!(group.outcomes[0].as_ref().unwrap().transactions, vec![(rollback, first_rollback)]);
     let late = group.outcomes[1].as_ref().unwrap();
@@ -299,7 +304,7 @@ async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])])
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]))])
         .await
         .unwrap();
     let dated: chrono::DateTime<chrono::Utc> =
@@ -314,11 +319,11 @@ async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
 async fn a_rollback_reads_its_original_first_and_needs_no_second_attempt(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
     let bet = Uuid::new_v4();
-    process_group(&pool, DEFAULT_OPERATOR, &[&ledger_batch("alice", vec![bet_of(bet, 100)])]).await.unwrap();
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(bet, 100)]))]).await.unwrap();
 
-    let undo = ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: bet }]);
+    let undo = submitted(ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: bet }]));
     let mut conn = pool.acquire().await.unwrap();
-    let group = process_group_probing(&mut conn, DEFAULT_OPERATOR, &[&undo], Probe::Originals).await.unwrap();
+    let group = process_group_probing(&mut conn, &[&undo], Probe::Originals).await.unwrap();
     assert!(!group.met_stored_action, "the original was read before the rules ran, not met on insert");
     assert_eq!(group.outcomes[0].as_ref().unwrap().balance, 1_000);
 }
@@ -326,8 +331,8 @@ async fn a_rollback_reads_its_original_first_and_needs_no_second_attempt(pool: P
 #[sqlx::test]
 async fn a_loop_whose_queue_ran_empty_gives_its_connection_back(pool: PgPool) {
     player_with_balance(&pool, "alice", "USD", 1_000).await;
-    let committer = GroupCommitter::start(pool.clone(), DEFAULT_OPERATOR, 1, 64);
-    committer.submit(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)])).await.unwrap();
+    let committer = GroupCommitter::start(pool.clone(), 1, 64);
+    committer.submit(submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]))).await.unwrap();
     // The loop answers first and gives the connection back right after.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while pool.size() as usize > pool.num_idle() {
@@ -352,8 +357,9 @@ async fn a_group_aborted_by_a_deadlock_runs_again_instead_of_answering_503(pool:
             ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
             ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 20)]),
         ];
-        let refs: Vec<&Batch> = requests.iter().collect();
-        process_group(&group_pool, DEFAULT_OPERATOR, &refs).await
+        let submissions: Vec<Submission> = requests.into_iter().map(submitted).collect();
+        let refs: Vec<&Submission> = submissions.iter().collect();
+        process_group(&group_pool, &refs).await
     });
     until_a_transaction_waits_for_a_lock(&pool).await;
     sqlx::query("SELECT 1 FROM players WHERE user_id = 'alice' FOR UPDATE")
@@ -376,7 +382,7 @@ async fn a_write_the_database_refuses_answers_that_refusal_not_an_internal_error
     let mut request = ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]);
     request.game = Some("slots\0".into());
     let before = snapshot(&pool).await;
-    let error = process_group(&pool, DEFAULT_OPERATOR, &[&request]).await.err().expect("the write fails");
+    let error = process_group(&pool, &[&submitted(request)]).await.err().expect("the write fails");
     assert_eq!(error.code(), 400, "{error:?}");
     assert_eq!(snapshot(&pool).await, before);
 }
@@ -391,9 +397,10 @@ async fn two_players_claiming_one_new_id_in_a_group_fail_it_as_a_conflict(pool: 
     let shared = Uuid::new_v4();
     let requests =
         [ledger_batch("alice", vec![bet_of(shared, 10)]), ledger_batch("bob", vec![bet_of(shared, 10)])];
-    let refs: Vec<&Batch> = requests.iter().collect();
+    let submissions: Vec<Submission> = requests.into_iter().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
     let before = snapshot(&pool).await;
-    let error = process_group(&pool, DEFAULT_OPERATOR, &refs).await.err().expect("the write fails");
+    let error = process_group(&pool, &refs).await.err().expect("the write fails");
     assert_eq!(error.code(), 409, "{error:?}");
     assert_eq!(snapshot(&pool).await, before);
 }

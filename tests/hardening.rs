@@ -36,13 +36,13 @@ fn silent_database() -> String {
     format!("postgres://postgres@127.0.0.1:{port}/none")
 }
 
-fn service(acquire_timeout: Duration, protection: &Protection) -> Router {
+async fn service(acquire_timeout: Duration, protection: &Protection) -> Router {
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(acquire_timeout)
         .connect_lazy(&silent_database())
         .unwrap();
-    wallet::app(AppState::new(pool, &[SECRET.to_string()], "admin").with_protection(protection))
+    wallet::app(AppState::new(pool, &[SECRET.to_string()], "admin").await.with_protection(protection))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -156,7 +156,7 @@ proptest! {
         header in proptest::option::of("[ -~]{0,100}"),
     ) {
         let (status, answer, _) = runtime().block_on(async {
-            let app = service(Duration::from_millis(50), &Protection::unlimited());
+            let app = service(Duration::from_millis(50), &Protection::unlimited()).await;
             call(&app, process(body, header)).await
         });
         prop_assert_eq!(status, StatusCode::FORBIDDEN);
@@ -168,7 +168,7 @@ proptest! {
         let body = body.to_string().into_bytes();
         let signature = sign(SECRET.as_bytes(), &body);
         let (status, answer, _) = runtime().block_on(async {
-            let app = service(Duration::from_millis(50), &Protection::unlimited());
+            let app = service(Duration::from_millis(50), &Protection::unlimited()).await;
             call(&app, process(body, Some(signature))).await
         });
         // 400 for anything malformed; a well-formed one goes to the database,
@@ -194,7 +194,7 @@ fn rate(per_second: u32, burst: u32) -> Option<Rate> {
 #[tokio::test]
 async fn a_player_over_their_rate_gets_429_before_the_database_while_others_go_on() {
     let protection = Protection { per_player: rate(1, 1), ..Protection::unlimited() };
-    let app = service(Duration::from_millis(50), &protection);
+    let app = service(Duration::from_millis(50), &protection).await;
     let (first, _, _) = call(&app, signed_balance_request("alice")).await;
     assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE, "went to the database");
     let (second, answer, _) = call(&app, signed_balance_request("alice")).await;
@@ -208,7 +208,7 @@ async fn a_player_over_their_rate_gets_429_before_the_database_while_others_go_o
 #[tokio::test]
 async fn the_overall_rate_limit_answers_429_but_leaves_health_and_metrics_alone() {
     let protection = Protection { overall: rate(1, 1), ..Protection::unlimited() };
-    let app = service(Duration::from_millis(50), &protection);
+    let app = service(Duration::from_millis(50), &protection).await;
     let unsigned = || process(b"{}".to_vec(), None);
     assert_eq!(call(&app, unsigned()).await.0, StatusCode::FORBIDDEN);
     let (limited, answer, _) = call(&app, unsigned()).await;
@@ -223,7 +223,7 @@ async fn the_overall_rate_limit_answers_429_but_leaves_health_and_metrics_alone(
 #[tokio::test]
 async fn a_request_stuck_on_the_database_times_out_with_503() {
     let protection = Protection { request_timeout: Duration::from_millis(200), ..Protection::unlimited() };
-    let app = service(Duration::from_secs(30), &protection);
+    let app = service(Duration::from_secs(30), &protection).await;
     let started = std::time::Instant::now();
     let (status, answer, _) = call(&app, signed_balance_request("carol")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -235,7 +235,7 @@ async fn a_request_stuck_on_the_database_times_out_with_503() {
 async fn requests_beyond_the_in_flight_cap_are_shed_at_once() {
     let protection =
         Protection { max_in_flight: 1, request_timeout: Duration::from_secs(3), ..Protection::unlimited() };
-    let app = service(Duration::from_secs(30), &protection);
+    let app = service(Duration::from_secs(30), &protection).await;
     let stuck = tokio::spawn({
         let app = app.clone();
         async move { call(&app, signed_balance_request("dave")).await.0 }
@@ -251,7 +251,7 @@ async fn requests_beyond_the_in_flight_cap_are_shed_at_once() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated_and_metrics_name_routes_not_paths() {
-    let app = service(Duration::from_millis(50), &Protection::unlimited());
+    let app = service(Duration::from_millis(50), &Protection::unlimited()).await;
     let request =
         Request::get("/health/live").header("x-request-id", "probe-42").body(Body::empty()).unwrap();
     let (_, _, headers) = call(&app, request).await;

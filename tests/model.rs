@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
+use wallet::audit::{Actor, Origin};
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::ledger::{process_batch, Action, Batch};
 
@@ -233,13 +234,20 @@ impl Harness {
         self.runtime.block_on(async {
             for user in &users {
                 let usd = Currency::try_from("USD".to_string()).unwrap();
-                wallet::players::store::create_player(&self.pool, DEFAULT_OPERATOR, user, &usd)
-                    .await
-                    .unwrap();
+                wallet::players::store::create_player(
+                    &self.pool,
+                    DEFAULT_OPERATOR,
+                    &Origin::without_request(Actor::Platform),
+                    user,
+                    &usd,
+                )
+                .await
+                .unwrap();
                 let amount = Amount::positive(START_BALANCE).unwrap();
                 wallet::players::store::move_money(
                     &self.pool,
                     DEFAULT_OPERATOR,
+                    &Origin::without_request(Actor::Platform),
                     user,
                     EntryKind::Deposit,
                     amount,

@@ -353,7 +353,7 @@ async fn idempotency_keys_may_be_any_utf8_text_and_bad_ones_are_named_for_what_i
 #[sqlx::test]
 async fn reports_read_only_their_own_operators_players_and_rollups(pool: PgPool) {
     use wallet::reports::{store, window::Window};
-    sqlx::query("INSERT INTO operators (id, code) VALUES (2, 'other')").execute(&pool).await.unwrap();
+    sqlx::query(r#"INSERT INTO operators (id, code, config) VALUES (2, 'other', '{"name": "Other", "currencies": ["USD"]}')"#).execute(&pool).await.unwrap();
     player_with_balance(&pool, "home", "USD", 1_000).await;
     sqlx::query("INSERT INTO players (operator_id, user_id, currency, balance) VALUES (2, 'away', 'USD', 0)")
         .execute(&pool)

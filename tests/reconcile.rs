@@ -324,7 +324,7 @@ async fn rollups_that_disagree_with_the_actions_are_named(pool: PgPool) {
 #[sqlx::test]
 async fn rollups_filed_under_another_operator_are_named(pool: PgPool) {
     let _server = seed(&pool).await;
-    corrupt(&pool, "INSERT INTO operators (id, code) VALUES (2, 'other')").await;
+    corrupt(&pool, r#"INSERT INTO operators (id, code, config) VALUES (2, 'other', '{"name": "Other", "currencies": ["USD"]}')"#).await;
     corrupt(&pool, "UPDATE rtp_hourly SET operator_id = 2").await;
     assert_eq!(failing_now(&pool).await, ["rtp_rollups_match_the_actions"]);
 }

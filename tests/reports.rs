@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+use wallet::audit::{Actor, Origin};
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
 use wallet::ledger::{process_batch, Action, Batch};
 use wallet::players::store as players;
@@ -28,8 +29,8 @@ const TOKEN: &str = "admin";
 const GAMES: [Option<&str>; 3] = [Some("slots"), Some("poker"), None];
 const ROUNDS: [Option<&str>; 5] = [Some("r1"), Some("r2"), Some("r3"), Some("r4"), None];
 
-fn router(pool: &PgPool) -> Router {
-    app(AppState::new(pool.clone(), &["test".to_string()], TOKEN))
+async fn router(pool: &PgPool) -> Router {
+    app(AppState::new(pool.clone(), &["test".to_string()], TOKEN).await)
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
@@ -80,10 +81,19 @@ impl History {
         for (name, currency) in who {
             let user = UserId::try_from(name.to_string()).unwrap();
             let currency = Currency::try_from(currency.to_string()).unwrap();
-            players::create_player(&self.pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
+            players::create_player(
+                &self.pool,
+                DEFAULT_OPERATOR,
+                &Origin::without_request(Actor::Platform),
+                &user,
+                &currency,
+            )
+            .await
+            .unwrap();
             players::move_money(
                 &self.pool,
                 DEFAULT_OPERATOR,
+                &Origin::without_request(Actor::Platform),
                 &user,
                 EntryKind::Deposit,
                 Amount::positive(10_000_000).unwrap(),
@@ -398,7 +408,7 @@ async fn assert_random_windows(pool: &PgPool, rng: &mut StdRng, count: usize) ->
             .fetch_all(pool)
             .await
             .unwrap();
-    let app = router(pool);
+    let app = router(pool).await;
     let mut non_empty = 0;
     for i in 0..count {
         let (mut from, mut to) = (bound(rng, &times), bound(rng, &times));
@@ -502,7 +512,7 @@ async fn sealed_days_and_their_late_changes_keep_every_report_exact(pool: PgPool
 #[sqlx::test]
 async fn hour_aligned_long_windows_read_rollups_and_agree_with_the_ledger(pool: PgPool) {
     let _ = random_history(&pool, 11, 8, 40, 3).await;
-    let app = router(&pool);
+    let app = router(&pool).await;
     let now = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
     for (from, to) in [
         (now - TimeDelta::days(2), now + TimeDelta::hours(2)),
@@ -544,7 +554,7 @@ async fn rolled_back_bets_and_late_originals_move_into_the_rolled_back_totals(po
     ] {
         process_batch(&pool, DEFAULT_OPERATOR, &request).await.unwrap();
     }
-    let app = router(&pool);
+    let app = router(&pool).await;
     let from = Utc::now() - TimeDelta::hours(3);
     let to = Utc::now() + TimeDelta::hours(3);
     let (status, page) =
@@ -561,7 +571,7 @@ async fn rolled_back_bets_and_late_originals_move_into_the_rolled_back_totals(po
 
 #[sqlx::test]
 async fn bad_query_parameters_are_400_naming_the_field(pool: PgPool) {
-    let app = router(&pool);
+    let app = router(&pool).await;
     let ok = "from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
     for (report, query, field) in [
         ("users", "to=2026-11-02T00:00:00Z".to_string(), "from"),
@@ -588,7 +598,7 @@ async fn bad_query_parameters_are_400_naming_the_field(pool: PgPool) {
 #[sqlx::test]
 async fn a_cursor_from_one_report_is_refused_by_another(pool: PgPool) {
     let _ = random_history(&pool, 3, 1, 30, 3).await;
-    let app = router(&pool);
+    let app = router(&pool).await;
     let from = Utc::now() - TimeDelta::hours(1);
     let to = Utc::now() + TimeDelta::hours(1);
     let query = format!("from={}&to={}&limit=1", time(from), time(to));
@@ -601,7 +611,7 @@ async fn a_cursor_from_one_report_is_refused_by_another(pool: PgPool) {
 
 #[sqlx::test]
 async fn reports_require_the_back_office_token(pool: PgPool) {
-    let app = router(&pool);
+    let app = router(&pool).await;
     for report in ["users", "casino", "games"] {
         let request = Request::get(format!(
             "/v1/reports/rtp/{report}?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z"

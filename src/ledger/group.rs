@@ -30,9 +30,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use super::process::{process_batch, process_group_probing, Probe};
+use super::process::{process_group_probing, process_submission, Probe};
 use super::rules::Receipt;
-use super::Batch;
+use super::Submission;
 use crate::domain::MAX_AMOUNT;
 use crate::error::{panic_message, AppError, AppResult};
 use crate::provider::wire::MAX_ACTIONS;
@@ -54,7 +54,7 @@ const CAREFUL_GROUPS: u32 = 32;
 
 /// A request waiting in a shard's queue, and where its outcome goes.
 pub struct Job {
-    pub batch: Batch,
+    pub submission: Submission,
     pub reply: oneshot::Sender<AppResult<Receipt>>,
 }
 
@@ -69,11 +69,11 @@ impl GroupCommitter {
     /// Starts `shards` loops (at most one database connection each), each
     /// committing at most `max_group` (at most [`MAX_GROUP`]) requests per
     /// transaction.
-    pub fn start(pool: PgPool, operator: i16, shards: usize, max_group: usize) -> GroupCommitter {
+    pub fn start(pool: PgPool, shards: usize, max_group: usize) -> GroupCommitter {
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-                let shard = Shard { pool: pool.clone(), operator, held: None, careful_groups: 0 };
+                let shard = Shard { pool: pool.clone(), held: None, careful_groups: 0 };
                 tokio::spawn(run_shard(receiver, max_group.clamp(1, MAX_GROUP), shard));
                 sender
             })
@@ -81,12 +81,13 @@ impl GroupCommitter {
         GroupCommitter { shards, hasher: Default::default() }
     }
 
-    /// Queues `batch` on its player's shard and waits for its own outcome.
-    pub async fn submit(&self, batch: Batch) -> AppResult<Receipt> {
-        let shard = self.hasher.hash_one(batch.user_id.as_str()) as usize % self.shards.len();
+    /// Queues a request on its player's shard and waits for its own outcome.
+    pub async fn submit(&self, submission: Submission) -> AppResult<Receipt> {
+        let player = (submission.operator, submission.batch.user_id.as_str());
+        let shard = self.hasher.hash_one(player) as usize % self.shards.len();
         let (reply, outcome) = oneshot::channel();
         self.shards[shard]
-            .send(Job { batch, reply })
+            .send(Job { submission, reply })
             .await
             .map_err(|_| AppError::internal(anyhow::anyhow!("group commit shard stopped")))?;
         outcome
@@ -142,7 +143,6 @@ pub async fn run_shard<H: GroupHandler>(mut queue: mpsc::Receiver<Job>, max_grou
 /// that a broken connection is replaced by a checked one.
 struct Shard {
     pool: PgPool,
-    operator: i16,
     held: Option<PoolConnection<Postgres>>,
     careful_groups: u32,
 }
@@ -179,13 +179,11 @@ impl Shard {
     /// action it took to be new.
     async fn commit(&mut self, jobs: Vec<Job>, probe: Probe) -> bool {
         crate::ops::metrics::record_group_size(jobs.len());
-        let batches: Vec<&Batch> = jobs.iter().map(|job| &job.batch).collect();
+        let batches: Vec<&Submission> = jobs.iter().map(|job| &job.submission).collect();
         let group = match &mut self.held {
-            Some(conn) => process_group_probing(conn, self.operator, &batches, probe).await,
+            Some(conn) => process_group_probing(conn, &batches, probe).await,
             None => match self.pool.acquire().await {
-                Ok(conn) => {
-                    process_group_probing(self.held.insert(conn), self.operator, &batches, probe).await
-                }
+                Ok(conn) => process_group_probing(self.held.insert(conn), &batches, probe).await,
                 Err(error) => Err(error.into()),
             },
         };
@@ -207,7 +205,7 @@ impl Shard {
             Err(error) => {
                 tracing::debug!(error = %error, size = jobs.len(), "group write failed; retrying one request at a time");
                 for job in jobs {
-                    let outcome = process_batch(&self.pool, self.operator, &job.batch).await;
+                    let outcome = process_submission(&self.pool, &job.submission).await;
                     let _ = job.reply.send(outcome);
                 }
             }
@@ -230,6 +228,7 @@ pub fn default_shards(pool_size: u32) -> usize {
 mod tests {
     use super::*;
     use crate::domain::{Currency, UserId};
+    use crate::ledger::Batch;
 
     /// Answers every request with its own balance, and panics on a request
     /// for the player `panic`.
@@ -240,7 +239,7 @@ mod tests {
     impl GroupHandler for Echo {
         async fn handle(&mut self, jobs: Vec<Job>) {
             for job in jobs {
-                if job.batch.user_id.as_str() == "panic" {
+                if job.submission.batch.user_id.as_str() == "panic" {
                     panic!("a fault in the middle of a group");
                 }
                 let _ = job.reply.send(Ok(Receipt { transactions: Vec::new(), balance: 7 }));
@@ -261,7 +260,7 @@ mod tests {
             game_id: None,
             actions: Vec::new(),
         };
-        (Job { batch, reply }, outcome)
+        (Job { submission: Submission::open(1, batch), reply }, outcome)
     }
 
     #[tokio::test]

@@ -11,11 +11,14 @@ pub mod partitions;
 pub mod process;
 pub mod rules;
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::domain::{Amount, Currency, EntryKind, UserId};
 
-pub use process::{balance_of, process_batch};
+pub use process::{balance_of, process_batch, process_submission};
+pub use rules::PlayPolicy;
 
 /// One provider action, as validated at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,27 @@ pub struct Batch {
     pub game: Option<String>,
     pub game_id: Option<String>,
     pub actions: Vec<Action>,
+}
+
+/// A provider request as the ledger takes it: the batch, the operator it was
+/// sent for, and what that operator allowed bets when it arrived.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub operator: i16,
+    pub policy: Arc<PlayPolicy>,
+    pub batch: Batch,
+}
+
+impl Submission {
+    /// `batch` for a player of `operator` under no operator policy.
+    pub fn open(operator: i16, batch: Batch) -> Submission {
+        Submission { operator, policy: PlayPolicy::open(), batch }
+    }
+
+    /// The player the request is for.
+    pub fn player_key(&self) -> process::PlayerKey {
+        (self.operator, self.batch.user_id.as_str().to_owned())
+    }
 }
 
 impl Batch {

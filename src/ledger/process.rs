@@ -27,7 +27,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
-use super::{Action, Batch};
+use super::{Action, Batch, Submission};
 use crate::domain::{Amount, Currency, EntryKind, UserId};
 use crate::error::{is_retryable, AppError, AppResult};
 
@@ -85,9 +85,15 @@ pub struct GroupOutcome {
 }
 
 /// Applies one request's actions atomically under the player's row lock.
-pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
-    let mut outcomes = process_group(pool, operator, &[batch]).await?;
+pub async fn process_submission(pool: &PgPool, submission: &Submission) -> AppResult<Receipt> {
+    let mut outcomes = process_group(pool, &[submission]).await?;
     outcomes.pop().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("a group answered no outcome"))))
+}
+
+/// [`process_submission`] of `batch` for a player of `operator`, under no
+/// operator policy: what the project's tools and tests replay history with.
+pub async fn process_batch(pool: &PgPool, operator: i16, batch: &Batch) -> AppResult<Receipt> {
+    process_submission(pool, &Submission::open(operator, batch.clone())).await
 }
 
 /// How many times a group that met a deadlock or serialization failure is
@@ -99,13 +105,9 @@ const CONTENTION_RETRIES: u32 = 3;
 /// the requests after it see the state as if it had never been sent.
 ///
 /// The outer error means the transaction itself failed and nothing was kept.
-pub async fn process_group(
-    pool: &PgPool,
-    operator: i16,
-    batches: &[&Batch],
-) -> AppResult<Vec<AppResult<Receipt>>> {
+pub async fn process_group(pool: &PgPool, batches: &[&Submission]) -> AppResult<Vec<AppResult<Receipt>>> {
     let mut conn = pool.acquire().await?;
-    Ok(process_group_probing(&mut conn, operator, batches, Probe::Originals).await?.outcomes)
+    Ok(process_group_probing(&mut conn, batches, Probe::Originals).await?.outcomes)
 }
 
 /// [`process_group`] on `conn`, reading the stored actions that `probe` names first.
@@ -114,13 +116,12 @@ pub async fn process_group(
 /// the group is simply run again, a few times, before giving up with 503.
 pub async fn process_group_probing(
     conn: &mut PgConnection,
-    operator: i16,
-    batches: &[&Batch],
+    batches: &[&Submission],
     probe: Probe,
 ) -> AppResult<GroupOutcome> {
     let mut attempt = 1;
     loop {
-        match probe_and_apply(conn, operator, batches, probe).await {
+        match probe_and_apply(conn, batches, probe).await {
             Err(error) if is_retryable(&error) && attempt <= CONTENTION_RETRIES => {
                 tracing::debug!(attempt, error = %error, "group met a deadlock or serialization failure; running it again");
                 attempt += 1;
@@ -132,14 +133,13 @@ pub async fn process_group_probing(
 
 async fn probe_and_apply(
     conn: &mut PgConnection,
-    operator: i16,
-    batches: &[&Batch],
+    batches: &[&Submission],
     probe: Probe,
 ) -> AppResult<GroupOutcome> {
-    if let Some(outcomes) = apply_group(conn, operator, batches, probe).await? {
+    if let Some(outcomes) = apply_group(conn, batches, probe).await? {
         return Ok(GroupOutcome { outcomes, met_stored_action: false });
     }
-    let outcomes = apply_group(conn, operator, batches, Probe::Every)
+    let outcomes = apply_group(conn, batches, Probe::Every)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("registry conflict with every action read")))?;
     Ok(GroupOutcome { outcomes, met_stored_action: true })
@@ -149,19 +149,16 @@ async fn probe_and_apply(
 /// new was stored already; nothing was kept.
 async fn apply_group(
     conn: &mut PgConnection,
-    operator: i16,
-    batches: &[&Batch],
+    batches: &[&Submission],
     probe: Probe,
 ) -> AppResult<Option<Vec<AppResult<Receipt>>>> {
     let mut tx = conn.begin_with(BEGIN_GENERIC).await?;
-    let mut user_ids: Vec<&str> = batches.iter().map(|b| b.user_id.as_str()).collect();
-    user_ids.sort_unstable();
-    user_ids.dedup();
-    let Locked { players, now } = lock_players(&mut tx, operator, &user_ids).await?;
-    let every_id = || sorted_ids(batches.iter().flat_map(|b| b.referenced_ids()));
+    let keys: Vec<PlayerKey> = batches.iter().map(|s| s.player_key()).collect();
+    let Locked { players, now } = lock_players(&mut tx, &keys).await?;
+    let every_id = || sorted_ids(batches.iter().flat_map(|s| s.batch.referenced_ids()));
     let first_read = match probe {
         Probe::Every => every_id(),
-        Probe::Originals => sorted_ids(batches.iter().flat_map(|b| b.rollback_originals())),
+        Probe::Originals => sorted_ids(batches.iter().flat_map(|s| s.batch.rollback_originals())),
     };
     let mut stored = load_actions(&mut tx, &first_read).await?;
     let (mut wallets, mut outcomes) = evaluate(&players, now, &stored, batches);
@@ -174,7 +171,7 @@ async fn apply_group(
 
     let changed: Vec<&Wallet> = wallets.values().filter(|w| !w.effects.is_empty()).collect();
     if !changed.is_empty() {
-        match write_effects(&mut tx, now, operator, &changed).await {
+        match write_effects(&mut tx, now, &changed).await {
             Err(error) if probe == Probe::Originals && is_registry_conflict(&error) => return Ok(None),
             written => written?,
         }
@@ -192,19 +189,22 @@ fn sorted_ids(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
 
 /// Runs the rules for every request in order, from the locked players' state.
 fn evaluate(
-    players: &HashMap<String, Player>,
+    players: &HashMap<PlayerKey, Player>,
     now: DateTime<Utc>,
     stored: &[StoredAction],
-    batches: &[&Batch],
-) -> (HashMap<String, Wallet>, Vec<AppResult<Receipt>>) {
-    let mut wallets: HashMap<String, Wallet> = players
+    batches: &[&Submission],
+) -> (HashMap<PlayerKey, Wallet>, Vec<AppResult<Receipt>>) {
+    let mut wallets: HashMap<PlayerKey, Wallet> = players
         .iter()
-        .map(|(user_id, player)| (user_id.clone(), Wallet::new(player.clone(), now, stored.iter().cloned())))
+        .map(|(key, player)| (key.clone(), Wallet::new(player.clone(), now, stored.iter().cloned())))
         .collect();
     let outcomes = batches
         .iter()
-        .map(|batch| match wallets.get_mut(batch.user_id.as_str()) {
-            Some(wallet) => wallet.apply(batch).map_err(AppError::from),
+        .map(|submission| match wallets.get_mut(&submission.player_key()) {
+            Some(wallet) => {
+                wallet.policy = submission.policy.clone();
+                wallet.apply(&submission.batch).map_err(AppError::from)
+            }
             None => Err(AppError::PlayerNotFound),
         })
         .collect();
@@ -216,9 +216,12 @@ fn is_registry_conflict(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|e| e.constraint()) == Some("actions_pkey")
 }
 
+/// A player as requests name it: its operator and its `user_id` there.
+pub type PlayerKey = (i16, String);
+
 /// Players locked for the rest of a transaction.
 pub struct Locked {
-    pub players: HashMap<String, Player>,
+    pub players: HashMap<PlayerKey, Player>,
     /// The processing time of what is written under these locks: the
     /// database's clock, and never earlier than the last change of any locked
     /// player, so that a player's entries never go back in time (the clock is
@@ -230,15 +233,28 @@ pub struct Locked {
 /// `SELECT … FOR UPDATE` on the players, in id order so that transactions
 /// locking several players can never deadlock each other. Every writer of a
 /// balance takes this lock first, so a player's requests apply one after another.
-pub async fn lock_players(conn: &mut PgConnection, operator: i16, user_ids: &[&str]) -> AppResult<Locked> {
+///
+/// The statement matches operators and user ids as two lists, which keeps the
+/// one-operator group (nearly every group) on the plain index scan of
+/// `(operator_id, user_id)`. A group spanning operators may also lock a
+/// player with one of its user ids at another of its operators; that row is
+/// left out of the result and its lock, taken in the same id order, ends
+/// with the transaction.
+pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppResult<Locked> {
+    let mut operators: Vec<i16> = keys.iter().map(|(operator, _)| *operator).collect();
+    operators.sort_unstable();
+    operators.dedup();
+    let mut user_ids: Vec<&str> = keys.iter().map(|(_, user_id)| user_id.as_str()).collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
     let rows = sqlx::query!(
-        r#"SELECT id, user_id, currency, balance, status, last_seq, updated_at,
+        r#"SELECT id, operator_id, user_id, currency, balance, status, last_seq, country, updated_at,
                   clock_timestamp() AS "clock!"
-           FROM players WHERE operator_id = $1 AND user_id = ANY($2)
+           FROM players WHERE operator_id = ANY($1) AND user_id = ANY($2)
            ORDER BY id
            FOR UPDATE"#,
-        operator,
-        user_ids as _,
+        &operators,
+        &user_ids as _,
     )
     .fetch_all(conn)
     .await?;
@@ -248,13 +264,16 @@ pub async fn lock_players(conn: &mut PgConnection, operator: i16, user_ids: &[&s
         .map(|p| {
             let player = Player {
                 id: p.id,
+                operator: p.operator_id,
                 currency: p.currency,
                 balance: p.balance,
                 status: p.status.parse().map_err(AppError::internal)?,
                 last_seq: p.last_seq,
+                country: p.country,
             };
-            Ok((p.user_id, player))
+            Ok(((p.operator_id, p.user_id), player))
         })
+        .filter(|row| row.as_ref().map_or(true, |(key, _)| operators.len() == 1 || keys.contains(key)))
         .collect::<AppResult<_>>()?;
     Ok(Locked { players, now })
 }
@@ -266,7 +285,8 @@ pub async fn lock_player(
     operator: i16,
     user_id: &UserId,
 ) -> AppResult<Option<Player>> {
-    Ok(lock_players(conn, operator, &[user_id.as_str()]).await?.players.remove(user_id.as_str()))
+    let key = (operator, user_id.as_str().to_owned());
+    Ok(lock_players(conn, std::slice::from_ref(&key)).await?.players.remove(&key))
 }
 
 /// Loads the stored actions among `ids`; no round trip when there are none.
@@ -437,6 +457,7 @@ struct EntryColumns {
 struct SummaryColumns {
     r_player_id: Vec<i64>,
     r_currency: Vec<String>,
+    r_operator: Vec<i16>,
     r_bucket: Vec<DateTime<Utc>>,
     r_game: Vec<String>,
     r_bet: Vec<i64>,
@@ -469,7 +490,6 @@ struct SummaryColumns {
 pub async fn write_effects(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
-    operator: i16,
     wallets: &[&Wallet],
 ) -> Result<(), sqlx::Error> {
     let (mut placeholders, mut updated) = (PlaceholderColumns::default(), ActionColumns::default());
@@ -516,6 +536,7 @@ pub async fn write_effects(
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
             m.r_currency.push(player.currency.clone());
+            m.r_operator.push(player.operator);
             m.r_bucket.push(*bucket);
             m.r_game.push(game.clone());
             m.r_bet.push(d.total_bet);
@@ -640,13 +661,14 @@ pub async fn write_effects(
             SELECT coalesce(r.player_id, c.player_id), coalesce(r.bucket, c.bucket),
                    coalesce(r.game, c.game),
                    coalesce(r.currency, (SELECT currency FROM players WHERE id = c.player_id)),
-                   $44,
+                   coalesce(r.operator_id, (SELECT operator_id FROM players WHERE id = c.player_id)),
                    coalesce(r.bet, 0), coalesce(r.win, 0), coalesce(r.rb_bet, 0),
                    coalesce(r.rb_win, 0), coalesce(c.rounds, 0)
             FROM (SELECT unnest($28::int8[]) AS player_id, unnest($29::timestamptz[]) AS bucket,
                          unnest($30::text[]) AS game, unnest($31::text[]) AS currency,
                          unnest($32::int8[]) AS bet, unnest($33::int8[]) AS win,
-                         unnest($34::int8[]) AS rb_bet, unnest($35::int8[]) AS rb_win) AS r
+                         unnest($34::int8[]) AS rb_bet, unnest($35::int8[]) AS rb_win,
+                         unnest($44::int2[]) AS operator_id) AS r
             FULL JOIN round_changes c
               ON c.player_id = r.player_id AND c.bucket = r.bucket AND c.game = r.game
             ON CONFLICT (player_id, bucket, game) DO UPDATE
@@ -705,7 +727,7 @@ pub async fn write_effects(
         &m.p_id,
         &m.p_balance,
         &m.p_last_seq,
-        operator,
+        &m.r_operator,
     )
     .execute(conn)
     .await?;

@@ -9,12 +9,13 @@
 //! [`Refusal`]; how it looks on the wire is `error.rs`'s business.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{Action, Batch};
-use crate::domain::{floor_time, EntryKind, PlayerStatus};
+use crate::domain::{floor_time, EntryKind, Flag, PlayerStatus};
 
 /// Why the rules refused an operation. Nothing of a refused request is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum Refusal {
     RollbackOfRollback,
     #[error("player is blocked or self-excluded")]
     PlayerBlocked,
+    /// The operator does not offer casino games in the player's country.
+    #[error("casino games are not offered in the player's country")]
+    GameForbidden,
     #[error("currency does not match the player's currency")]
     CurrencyMismatch,
     /// A stored action_id came again with another player, kind, amount or original.
@@ -52,10 +56,35 @@ pub fn apply_change(balance: i64, change: i64) -> Result<i64, Refusal> {
 #[derive(Debug, Clone)]
 pub struct Player {
     pub id: i64,
+    pub operator: i16,
     pub currency: String,
     pub balance: i64,
     pub status: PlayerStatus,
     pub last_seq: i64,
+    /// ISO 3166-1 alpha-2, when known: per-country flags are evaluated for it.
+    pub country: Option<String>,
+}
+
+/// What the player's operator allows a bet, as configured when the request
+/// arrived: taken from the operator's in-memory configuration, so checking
+/// it costs no query. Wins and rollbacks are never refused by it, so that
+/// open rounds settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayPolicy {
+    /// The `casino` flag: off for the player's country refuses bets.
+    pub casino: Flag,
+}
+
+impl PlayPolicy {
+    /// Everything allowed: what a request carries when its operator sets nothing.
+    pub fn open() -> Arc<PlayPolicy> {
+        static OPEN: std::sync::OnceLock<Arc<PlayPolicy>> = std::sync::OnceLock::new();
+        OPEN.get_or_init(|| Arc::new(PlayPolicy { casino: Flag::Everywhere(true) })).clone()
+    }
+
+    fn allows_bets(&self, player: &Player) -> bool {
+        self.casino.is_on(player.country.as_deref())
+    }
 }
 
 /// An action id the registry holds.
@@ -172,6 +201,8 @@ pub struct Wallet {
     pub stored: HashMap<Uuid, StoredAction>,
     /// Accepted, unwritten effects.
     pub effects: Effects,
+    /// What the player's operator allows its bets.
+    pub policy: Arc<PlayPolicy>,
 }
 
 impl Wallet {
@@ -181,6 +212,7 @@ impl Wallet {
             now,
             stored: stored.into_iter().map(|a| (a.action_id(), a)).collect(),
             effects: Effects::default(),
+            policy: PlayPolicy::open(),
         }
     }
 
@@ -256,6 +288,9 @@ impl Draft<'_> {
             Action::Bet { amount, .. } => {
                 if !self.wallet.player.status.may_bet() {
                     return Err(Refusal::PlayerBlocked);
+                }
+                if !self.wallet.policy.allows_bets(&self.wallet.player) {
+                    return Err(Refusal::GameForbidden);
                 }
                 let amount = amount.minor_units();
                 let tx_id = self.record(action, amount, -amount, None)?;
@@ -437,7 +472,15 @@ mod tests {
     }
 
     fn wallet(balance: i64, status: PlayerStatus, stored: Vec<StoredAction>) -> Wallet {
-        let player = Player { id: 1, currency: "USD".into(), balance, status, last_seq: 0 };
+        let player = Player {
+            id: 1,
+            operator: 1,
+            currency: "USD".into(),
+            balance,
+            status,
+            last_seq: 0,
+            country: Some("GB".into()),
+        };
         Wallet::new(player, now(), stored)
     }
 
@@ -635,6 +678,24 @@ mod tests {
         let mut w = wallet(100, PlayerStatus::SelfExcluded, vec![processed(original, 1)]);
         assert_eq!(w.apply(&batch(vec![bet(1)])), Err(Refusal::PlayerBlocked));
         assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
+    }
+
+    #[test]
+    fn casino_off_in_the_players_country_refuses_bets_but_settles_open_rounds() {
+        let original = bet(10);
+        let mut w = wallet(100, PlayerStatus::Active, vec![processed(original, 1)]);
+        let countries = [("GB".to_string(), false)].into_iter().collect();
+        w.policy = Arc::new(PlayPolicy { casino: Flag::PerCountry { default: true, countries } });
+        assert_eq!(w.apply(&batch(vec![win(5), bet(1)])), Err(Refusal::GameForbidden));
+        assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
+        w.player.country = Some("SE".into());
+        assert_eq!(w.apply(&batch(vec![bet(1)])).unwrap().balance, 114);
+        w.player.country = None;
+        assert_eq!(
+            w.apply(&batch(vec![bet(1)])).unwrap().balance,
+            113,
+            "an unknown country takes the default"
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const POOL_CONNECTIONS: &str = "wallet_db_pool_connections";
 pub const POOL_MAX: &str = "wallet_db_pool_max_connections";
 /// `wallet_coalesced_group_size`: requests written together by one commit.
 pub const GROUP_SIZE: &str = "wallet_coalesced_group_size";
+/// `wallet_tenant_config_loads_total{operator}`: operator configurations this
+/// instance read from the database (at start, after a change, after expiry).
+pub const TENANT_LOADS: &str = "wallet_tenant_config_loads_total";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -110,6 +113,11 @@ pub fn record_rejection(reason: &'static str) {
 /// commit path: call it once per group written.
 pub fn record_group_size(n: usize) {
     metrics::histogram!(GROUP_SIZE).record(n as f64);
+}
+
+/// One operator's configuration was read from the database.
+pub fn record_tenant_load(operator: &str) {
+    metrics::counter!(TENANT_LOADS, "operator" => operator.to_owned()).increment(1);
 }
 
 /// Requests in flight: incremented on creation, decremented when dropped, so

@@ -3,12 +3,15 @@
 //!
 //! The request id is taken from `X-Request-Id` when the caller sent a sane one
 //! (1 to 128 visible ASCII characters), generated otherwise, and echoed in the
-//! response. Only the method, route, status, latency and id are logged: never
-//! headers or bodies, so no signature, token or secret reaches the log.
+//! response; handlers receive it as [`RequestId`]. Only the method, route,
+//! status, latency and id are logged: never headers or bodies, so no
+//! signature, token or secret reaches the log.
 
+use std::convert::Infallible;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -29,6 +32,21 @@ pub fn request_id(presented: Option<&HeaderValue>) -> String {
         .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
 
+/// The id of the request being handled, as logged and echoed: handlers take
+/// it as an extractor to stamp what they record (audit entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    /// The id [`observe`] gave the request; a fresh one for a request that did
+    /// not pass through it (a router assembled without it).
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<RequestId>().cloned().unwrap_or_else(|| RequestId(request_id(None))))
+    }
+}
+
 /// The method as a metric label and log field: one of a closed set, so that
 /// no request can mint label values (HTTP allows any token as a method).
 pub fn method_label(method: &Method) -> &'static str {
@@ -45,7 +63,7 @@ pub fn method_label(method: &Method) -> &'static str {
 }
 
 /// Middleware, outermost: sees every request, including refused ones.
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let _in_flight = metrics::InFlight::start();
     let id = request_id(request.headers().get(&X_REQUEST_ID));
@@ -53,6 +71,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     // The route pattern, not the path: bounded label values, no user ids.
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    request.extensions_mut().insert(RequestId(id.clone()));
 
     let mut response = next.run(request).instrument(span.clone()).await;
 

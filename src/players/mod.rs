@@ -3,25 +3,29 @@
 pub mod store;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Amount, Currency, EntryKind, IdempotencyKey, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::{JsonBody, PathParams, QueryParams};
+use crate::ledger::rules::Refusal;
+pub use crate::paging::PageQuery;
+use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
 use store::{HistoryCursor, HistoryEntry};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/players", post(create_player))
-        .route("/v1/players/{user_id}", get(get_player).patch(update_player))
-        .route("/v1/players/{user_id}/deposits", post(deposit))
-        .route("/v1/players/{user_id}/withdrawals", post(withdraw))
-        .route("/v1/players/{user_id}/transactions", get(transactions))
+pub fn routes() -> BackOffice {
+    use Permission::*;
+    BackOffice::default()
+        .route(Method::POST, "/v1/players", CreatePlayers, create_player)
+        .route(Method::GET, "/v1/players/{user_id}", ReadPlayers, get_player)
+        .route(Method::PATCH, "/v1/players/{user_id}", ChangeStatus, update_player)
+        .route(Method::POST, "/v1/players/{user_id}/deposits", MoveMoney, deposit)
+        .route(Method::POST, "/v1/players/{user_id}/withdrawals", MoveMoney, withdraw)
+        .route(Method::GET, "/v1/players/{user_id}/transactions", ReadPlayers, transactions)
 }
 
 fn user_id(raw: String) -> AppResult<UserId> {
@@ -36,11 +40,19 @@ struct NewPlayer {
 
 async fn create_player(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<NewPlayer>,
 ) -> AppResult<Response> {
     let user_id = user_id(body.user_id)?;
     let currency = Currency::try_from(body.currency).map_err(|e| AppError::bad_request("currency", e))?;
-    let (player, created) = store::create_player(&state.pool, state.operator, &user_id, &currency).await?;
+    let operator = state.operators.by_id(caller.operator).ok_or(AppError::OperatorNotFound)?;
+    let offered = &operator.document.currencies;
+    // `default` lists no currencies until configured: it serves any.
+    if !offered.is_empty() && !offered.iter().any(|c| c == currency.as_str()) {
+        return Err(Refusal::CurrencyMismatch.into());
+    }
+    let (player, created) =
+        store::create_player(&state.pool, caller.operator, &caller.origin, &user_id, &currency).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     #[derive(Serialize)]
     struct Created {
@@ -60,9 +72,10 @@ async fn create_player(
 
 async fn get_player(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(raw): PathParams<String>,
 ) -> AppResult<Json<store::PlayerView>> {
-    Ok(Json(store::find_player(&state.pool, state.operator, &user_id(raw)?).await?))
+    Ok(Json(store::find_player(&state.pool, caller.operator, &user_id(raw)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -72,10 +85,13 @@ struct StatusChange {
 
 async fn update_player(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(raw): PathParams<String>,
     JsonBody(body): JsonBody<StatusChange>,
 ) -> AppResult<Json<store::PlayerView>> {
-    Ok(Json(store::set_status(&state.pool, state.operator, &user_id(raw)?, body.status).await?))
+    Ok(Json(
+        store::set_status(&state.pool, caller.operator, &caller.origin, &user_id(raw)?, body.status).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -85,24 +101,27 @@ struct MoneyMovement {
 
 async fn deposit(
     state: State<AppState>,
+    caller: Caller,
     path: PathParams<String>,
     headers: HeaderMap,
     body: JsonBody<MoneyMovement>,
 ) -> AppResult<Response> {
-    move_money(state, path, headers, body, EntryKind::Deposit).await
+    move_money(state, caller, path, headers, body, EntryKind::Deposit).await
 }
 
 async fn withdraw(
     state: State<AppState>,
+    caller: Caller,
     path: PathParams<String>,
     headers: HeaderMap,
     body: JsonBody<MoneyMovement>,
 ) -> AppResult<Response> {
-    move_money(state, path, headers, body, EntryKind::Withdrawal).await
+    move_money(state, caller, path, headers, body, EntryKind::Withdrawal).await
 }
 
 async fn move_money(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(raw): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<MoneyMovement>,
@@ -113,30 +132,11 @@ async fn move_money(
         .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
     let amount = Amount::positive(body.amount).map_err(|e| AppError::bad_request("amount", e))?;
     let (payment, replayed) =
-        store::move_money(&state.pool, state.operator, &user_id, kind, amount, key.as_str()).await?;
+        store::move_money(&state.pool, caller.operator, &caller.origin, &user_id, kind, amount, key.as_str())
+            .await?;
     // A replay answers what the first request answered; 200 tells it apart.
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(payment)).into_response())
-}
-
-/// `limit` (default 100, at most 1000) and `cursor`, shared by every paginated listing.
-#[derive(Deserialize)]
-pub struct PageQuery {
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-impl PageQuery {
-    pub fn limit(&self) -> AppResult<i64> {
-        match self.limit.as_deref() {
-            None => Ok(100),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| AppError::bad_request("limit", "must be an integer from 1 to 1000")),
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -147,6 +147,7 @@ struct HistoryPage {
 
 async fn transactions(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(raw): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> AppResult<Json<HistoryPage>> {
@@ -159,6 +160,6 @@ async fn transactions(
                 .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
         })
         .transpose()?;
-    let (data, next) = store::history(&state.pool, state.operator, &user_id(raw)?, limit, cursor).await?;
+    let (data, next) = store::history(&state.pool, caller.operator, &user_id(raw)?, limit, cursor).await?;
     Ok(Json(HistoryPage { data, next_cursor: next.map(|c| c.encode()) }))
 }

@@ -1,18 +1,20 @@
 //! Player accounts, back-office money movements and the transaction history,
 //! in SQL. Deposits and withdrawals take the same player row lock as the
 //! provider hot path, so every balance change is serialised per player.
+//! Every change writes its audit entry in its own transaction.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{storable_time, Amount, Currency, EntryKind, PlayerStatus, UserId};
+use crate::audit::{self, Action, Origin};
+use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::ledger::process::lock_player;
 use crate::ledger::rules::apply_change;
+pub use crate::paging::{page, HistoryCursor};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlayerView {
@@ -24,13 +26,16 @@ pub struct PlayerView {
 }
 
 /// Creates a player; an existing one with the same currency is returned as it
-/// is (`created == false`), one with another currency is a conflict.
+/// is (`created == false`), one with another currency is a conflict. Only a
+/// creation is audited.
 pub async fn create_player(
     pool: &PgPool,
     operator: i16,
+    origin: &Origin,
     user_id: &UserId,
     currency: &Currency,
 ) -> AppResult<(PlayerView, bool)> {
+    let mut tx = pool.begin().await?;
     let created = sqlx::query_as!(
         PlayerView,
         r#"INSERT INTO players (operator_id, user_id, currency) VALUES ($1, $2, $3)
@@ -40,11 +45,18 @@ pub async fn create_player(
         user_id.as_str(),
         currency.as_str(),
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     if let Some(player) = created {
+        let entry = origin
+            .entry(Some(operator), Action::PlayerCreate, audit::target("player", user_id))
+            .after(json!({"user_id": player.user_id, "currency": player.currency, "balance": player.balance,
+                   "status": player.status}));
+        audit::record(&mut tx, &entry).await?;
+        tx.commit().await?;
         return Ok((player, true));
     }
+    tx.rollback().await?;
     let existing = find_player(pool, operator, user_id).await?;
     if existing.currency != currency.as_str() {
         return Err(AppError::Conflict(format!("player exists with currency {}", existing.currency)));
@@ -66,25 +78,46 @@ pub async fn find_player(pool: &PgPool, operator: i16, user_id: &UserId) -> AppR
 }
 
 /// Blocks, self-excludes or reactivates a player. Bets are refused (code 110)
-/// unless the player is active; wins and rollbacks are always accepted.
+/// unless the player is active; wins and rollbacks are always accepted. A
+/// change of status is audited with the status before and after; setting
+/// the status the player already has changes nothing and writes no entry.
 pub async fn set_status(
     pool: &PgPool,
     operator: i16,
+    origin: &Origin,
     user_id: &UserId,
     status: PlayerStatus,
 ) -> AppResult<PlayerView> {
-    sqlx::query_as!(
-        PlayerView,
-        r#"UPDATE players SET status = $3, updated_at = now()
-           WHERE operator_id = $1 AND user_id = $2
-           RETURNING user_id, currency, balance, status, created_at"#,
+    let mut tx = pool.begin().await?;
+    // The old status comes from the row locked by the subquery, so it is the
+    // one this update replaced.
+    let changed = sqlx::query!(
+        r#"UPDATE players p SET status = $3, updated_at = now()
+           FROM (SELECT id, status FROM players WHERE operator_id = $1 AND user_id = $2 FOR UPDATE) old
+           WHERE p.id = old.id
+           RETURNING p.user_id, p.currency, p.balance, p.status, p.created_at, old.status AS previous"#,
         operator,
         user_id.as_str(),
         status.as_str(),
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
-    .ok_or(AppError::PlayerNotFound)
+    .ok_or(AppError::PlayerNotFound)?;
+    if changed.previous != changed.status {
+        let entry = origin
+            .entry(Some(operator), Action::PlayerStatus, audit::target("player", user_id))
+            .before(json!({"status": changed.previous}))
+            .after(json!({"status": changed.status}));
+        audit::record(&mut tx, &entry).await?;
+    }
+    tx.commit().await?;
+    Ok(PlayerView {
+        user_id: changed.user_id,
+        currency: changed.currency,
+        balance: changed.balance,
+        status: changed.status,
+        created_at: changed.created_at,
+    })
 }
 
 /// The answer to a deposit or withdrawal, stored with its idempotency key.
@@ -98,11 +131,13 @@ pub struct Payment {
 ///
 /// The key, a fingerprint of the request and the response are written in the
 /// same transaction as the money movement, under the player's row lock, so a
-/// repeat either sees all of it or none of it. Returns the payment and
-/// whether it is a replay of an earlier request.
+/// repeat either sees all of it or none of it; so is the audit entry, which a
+/// replay does not write again. Returns the payment and whether it is a
+/// replay of an earlier request.
 pub async fn move_money(
     pool: &PgPool,
     operator: i16,
+    origin: &Origin,
     user_id: &UserId,
     kind: EntryKind,
     amount: Amount,
@@ -159,6 +194,13 @@ pub async fn move_money(
     )
     .execute(&mut *tx)
     .await?;
+    let action = if kind == EntryKind::Deposit { Action::PlayerDeposit } else { Action::PlayerWithdrawal };
+    let entry = origin
+        .entry(Some(operator), action, audit::target("player", user_id))
+        .before(json!({"balance": player.balance}))
+        .after(json!({"amount": amount, "tx_id": payment.tx_id, "balance": balance_after,
+                      "idempotency_key": idempotency_key}));
+    audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((payment, false))
 }
@@ -177,32 +219,6 @@ pub struct HistoryEntry {
     pub created_at: DateTime<Utc>,
     #[serde(skip)]
     seq: i64,
-}
-
-/// Position in a player's history, newest first: (created_at, seq) of the
-/// last row returned. Opaque to clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryCursor {
-    created_at: DateTime<Utc>,
-    seq: i64,
-}
-
-impl HistoryCursor {
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at.timestamp_micros(), self.seq))
-    }
-
-    pub fn decode(text: &str) -> Option<HistoryCursor> {
-        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
-        let (micros, seq) = raw.split_once(':')?;
-        Some(HistoryCursor {
-            // Only times the database can compare with: anything else was
-            // not issued here.
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)
-                .filter(|&t| storable_time(t))?,
-            seq: seq.parse().ok()?,
-        })
-    }
 }
 
 /// A page of a player's ledger, newest first, by keyset on the ledger's
@@ -236,41 +252,11 @@ pub async fn history(
            ORDER BY l.created_at DESC, l.seq DESC
            LIMIT $4"#,
         player_id,
-        after.map(|c| c.created_at),
-        after.map(|c| c.seq).unwrap_or(0),
+        after.map(|c| c.at()),
+        after.map(|c| c.seq()).unwrap_or(0),
         limit + 1,
     )
     .fetch_all(pool)
     .await?;
-    Ok(page(rows, limit, |last| HistoryCursor { created_at: last.created_at, seq: last.seq }))
-}
-
-/// Cuts a `limit + 1` fetch to `limit` rows, with a cursor when more remain.
-pub fn page<T, C>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let next = rows.last().map(&cursor_of);
-        (rows, next)
-    } else {
-        (rows, None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_survives_its_round_trip_and_a_forged_one_is_refused() {
-        let cursor = HistoryCursor {
-            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
-            seq: 42,
-        };
-        assert_eq!(HistoryCursor::decode(&cursor.encode()), Some(cursor));
-        for forged in ["-300000000000000000:1", "300000000000000000:1", "1:x", "1", "\0:1"] {
-            assert_eq!(HistoryCursor::decode(&URL_SAFE_NO_PAD.encode(forged)), None, "{forged}");
-        }
-        assert_eq!(HistoryCursor::decode("not base64!"), None);
-    }
+    Ok(page(rows, limit, |last| HistoryCursor::new(last.created_at, last.seq)))
 }

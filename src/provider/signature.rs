@@ -5,7 +5,9 @@
 //! signature made with any of them passes. Comparison is constant-time.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::AppError;
+use crate::operators::registry::Tenant;
 use crate::AppState;
 
 /// Bodies larger than this are refused with 413 before they are verified.
@@ -20,9 +23,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The active provider secrets, keyed once at start.
+/// The active provider secrets, keyed once when loaded.
 #[derive(Clone)]
 pub struct SigningKeys(Vec<HmacSha256>);
+
+/// Never shows a secret.
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKeys({} active)", self.0.len())
+    }
+}
 
 impl SigningKeys {
     pub fn new<S: AsRef<[u8]>>(secrets: &[S]) -> SigningKeys {
@@ -67,10 +77,33 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("HMAC-SHA256 {}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Middleware: reads the body (at most 64 KiB), verifies it, and hands the
-/// same bytes on. Nothing touches the database unless the signature holds.
+/// Middleware of `/v1/process`: reads the body (at most 64 KiB), verifies it
+/// with `HMAC_SECRETS`, and hands the same bytes on for operator `default`.
+/// Nothing touches the database unless the signature holds.
 pub async fn require_signature(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
+    let tenant = state.operators.default_tenant();
+    verified(&state.signing, tenant, request, next).await
+}
+
+/// Middleware of `/v1/operators/{code}/process`: the same, with the keys of
+/// the operator the path names (from memory); an unknown one is 404 code 120.
+pub async fn require_operator_signature(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.operators.by_code(&code) {
+        Some(tenant) => {
+            let keys = tenant.keys.clone();
+            verified(&keys, tenant, request, next).await
+        }
+        None => AppError::OperatorNotFound.into_response(),
+    }
+}
+
+async fn verified(keys: &SigningKeys, tenant: Arc<Tenant>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(error) => {
@@ -85,11 +118,12 @@ pub async fn require_signature(State(state): State<AppState>, request: Request, 
     };
     let signature = parts.headers.get(AUTHORIZATION).and_then(|v| parse_authorization(v.as_bytes()));
     match signature {
-        Some(signature) if state.signing.verify(&bytes, &signature) => {
+        Some(signature) if keys.verify(&bytes, &signature) => {
+            parts.extensions.insert(tenant);
             next.run(Request::from_parts(parts, Body::from(bytes))).await
         }
         _ => {
-            tracing::warn!(path = %parts.uri.path(), "rejected a request with a missing or wrong signature");
+            tracing::warn!(path = %parts.uri.path(), operator = %tenant.code, "rejected a request with a missing or wrong signature");
             AppError::BadSignature.into_response()
         }
     }

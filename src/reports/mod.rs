@@ -13,8 +13,8 @@ pub mod summary;
 pub mod window;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::Method;
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -22,17 +22,18 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{storable, Currency, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::QueryParams;
-use crate::players::store::page;
-use crate::players::PageQuery;
+use crate::paging::{page, PageQuery};
+use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
 use store::Totals;
 use window::Window;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/reports/rtp/users", get(users))
-        .route("/v1/reports/rtp/casino", get(casino))
-        .route("/v1/reports/rtp/games", get(games))
+pub fn routes() -> BackOffice {
+    use Permission::ReadReports;
+    BackOffice::default()
+        .route(Method::GET, "/v1/reports/rtp/users", ReadReports, users)
+        .route(Method::GET, "/v1/reports/rtp/casino", ReadReports, casino)
+        .route(Method::GET, "/v1/reports/rtp/games", ReadReports, games)
 }
 
 /// Every query parameter a report accepts; each report reads its own.
@@ -167,6 +168,7 @@ struct Rows<T> {
 
 async fn users(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<ReportQuery>,
 ) -> AppResult<Json<Page<UserRow>>> {
     let window = query.window()?;
@@ -180,7 +182,7 @@ async fn users(
     let after = query.cursor("users")?;
     let rows = store::users(
         &state.pool,
-        state.operator,
+        caller.operator,
         &window,
         currency.as_ref().map(Currency::as_str),
         user_id.as_ref().map(UserId::as_str),
@@ -200,12 +202,13 @@ async fn users(
 
 async fn casino(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<ReportQuery>,
 ) -> AppResult<Json<Rows<CasinoRow>>> {
     let window = query.window()?;
     let currency = query.currency()?;
     let rows =
-        store::casino(&state.pool, state.operator, &window, currency.as_ref().map(Currency::as_str)).await?;
+        store::casino(&state.pool, caller.operator, &window, currency.as_ref().map(Currency::as_str)).await?;
     Ok(Json(Rows {
         data: rows
             .into_iter()
@@ -216,6 +219,7 @@ async fn casino(
 
 async fn games(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<ReportQuery>,
 ) -> AppResult<Json<Page<GameRow>>> {
     let window = query.window()?;
@@ -224,7 +228,7 @@ async fn games(
     let after = query.cursor("games")?;
     let rows = store::games(
         &state.pool,
-        state.operator,
+        caller.operator,
         &window,
         currency.as_ref().map(Currency::as_str),
         after.as_ref().map(|(g, c)| (g.as_str(), c.as_str())),

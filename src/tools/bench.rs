@@ -73,6 +73,10 @@ pub struct BenchArgs {
     #[arg(long, env = "HMAC_SECRETS", hide_env_values = true, default_value = "test",
           value_parser = super::first_secret)]
     pub secret: String,
+    /// The provider endpoint: `/v1/process` (operator `default`), or
+    /// `/v1/operators/<code>/process` with that operator's key as `--secret`.
+    #[arg(long, default_value = "/v1/process")]
+    pub path: String,
     /// What each request carries: bet | round | batch:N (N actions) | hot (one player) | zipf
     #[arg(long, default_value = "bet")]
     pub workload: Workload,
@@ -442,23 +446,25 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 struct Connections {
     /// `host:port` to connect to, also sent as `Host`.
     authority: String,
+    /// The provider endpoint requests are POSTed to.
+    path: String,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 impl Connections {
-    fn new(url: &str) -> anyhow::Result<Connections> {
+    fn new(url: &str, path: &str) -> anyhow::Result<Connections> {
         let uri: Uri = url.parse().context("--url")?;
         if uri.scheme_str() != Some("http") {
             bail!("--url must be an http:// address, got {url}");
         }
         let host = uri.host().context("--url has no host")?;
         let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
-        Ok(Connections { authority, idle: Mutex::default() })
+        Ok(Connections { authority, path: path.to_owned(), idle: Mutex::default() })
     }
 
-    /// POSTs `body` to `/v1/process` and reads the whole answer: its status and body.
+    /// POSTs `body` to the provider endpoint and reads the whole answer: its status and body.
     async fn process(&self, authorization: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-        let request = Request::post("/v1/process")
+        let request = Request::post(self.path.as_str())
             .header(HOST, &self.authority)
             .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, "application/json")
@@ -524,7 +530,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         }
         _ => None,
     };
-    let connections = Arc::new(Connections::new(&args.url)?);
+    let connections = Arc::new(Connections::new(&args.url, &args.path)?);
     let touched: Vec<usize> =
         if args.workload == Workload::Hot { vec![1] } else { (1..=args.players).collect() };
     let before = balances(&connections, &args, &touched).await?;

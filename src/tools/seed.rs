@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::DatabaseArgs;
-use crate::domain::{Amount, Currency, DEFAULT_OPERATOR};
+use crate::domain::{Amount, Currency};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SeedArgs {
@@ -24,6 +24,9 @@ pub struct SeedArgs {
     /// Prefix of the user ids. The defaults are the players `wallet bench` plays with.
     #[arg(long, default_value = "P")]
     pub prefix: String,
+    /// The operator (code) the players belong to.
+    #[arg(long, default_value = "default")]
+    pub operator: String,
 }
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
@@ -32,8 +35,13 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.players >= 0, "--players must not be negative");
     let pool = super::connect_existing(&args.database.database_url).await?;
     crate::ledger::partitions::ensure_ahead(&pool).await?;
+    let operator = sqlx::query_scalar!("SELECT id FROM operators WHERE code = $1", args.operator)
+        .fetch_optional(&pool)
+        .await?
+        .with_context(|| format!("--operator: there is no operator {}", args.operator))?;
     let started = Instant::now();
-    let created = seed_players(&pool, &args.prefix, args.players, balance.minor_units(), &currency).await?;
+    let created =
+        seed_players(&pool, operator, &args.prefix, args.players, balance.minor_units(), &currency).await?;
     println!(
         "created {created} players ({} existed already) in {:.2?}",
         args.players - created,
@@ -48,6 +56,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
 /// players are left untouched. One statement, so 100,000 players take seconds.
 pub async fn seed_players(
     pool: &sqlx::PgPool,
+    operator: i16,
     prefix: &str,
     n: i64,
     balance: i64,
@@ -80,7 +89,7 @@ pub async fn seed_players(
         )
         SELECT count(*) AS "created!" FROM created
         "#,
-        DEFAULT_OPERATOR,
+        operator,
         prefix,
         currency.as_str(),
         balance,

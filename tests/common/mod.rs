@@ -9,8 +9,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
+use wallet::audit::{Actor, Origin};
 use wallet::config::ConnectionLimits;
 use wallet::domain::{Amount, Currency, EntryKind, UserId, DEFAULT_OPERATOR};
+use wallet::operators::registry::Freshness;
 use wallet::provider::signature::sign;
 use wallet::{app, AppState};
 
@@ -21,6 +23,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub pool: PgPool,
     pub client: reqwest::Client,
+    /// The state it serves, for its in-memory operators.
+    pub state: AppState,
 }
 
 impl TestServer {
@@ -31,14 +35,64 @@ impl TestServer {
     /// A server whose connections are limited as given, served exactly as
     /// `wallet serve` serves.
     pub async fn start_with(pool: PgPool, limits: ConnectionLimits) -> TestServer {
-        let state = AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN_TOKEN);
+        let state = AppState::new(pool.clone(), &[SECRET.to_string()], ADMIN_TOKEN).await;
+        TestServer::serving(state, limits).await
+    }
+
+    /// A server whose operators keep fresh as `freshness` says.
+    pub async fn start_fresh(pool: PgPool, freshness: Freshness) -> TestServer {
+        let state = AppState::build(
+            pool,
+            &[SECRET.to_string()],
+            ADMIN_TOKEN,
+            None,
+            &wallet::config::Protection::unlimited(),
+            freshness,
+        )
+        .await;
+        TestServer::serving(state, ConnectionLimits::default()).await
+    }
+
+    async fn serving(state: AppState, limits: ConnectionLimits) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let forever = std::future::pending::<()>();
-        tokio::spawn(
-            async move { wallet::server::serve(listener, app(state), limits, forever).await.unwrap() },
-        );
-        TestServer { addr, pool, client: reqwest::Client::new() }
+        let router = app(state.clone());
+        tokio::spawn(async move { wallet::server::serve(listener, router, limits, forever).await.unwrap() });
+        TestServer { addr, pool: state.pool.clone(), client: reqwest::Client::new(), state }
+    }
+
+    /// Any request: `token` as the bearer (if any), extra `headers`, a JSON body (if any).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// POSTs `body` to `path`, signed with `secret` as a provider signs.
+    pub async fn process_at(&self, path: &str, secret: &str, body: &Value) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("authorization", sign(secret.as_bytes(), &bytes))
+            .body(bytes);
+        read(request.send().await.unwrap()).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -77,6 +131,12 @@ impl TestServer {
         read(request.send().await.unwrap()).await
     }
 
+    /// PATCHes `body` to a back-office path.
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        read(self.client.patch(self.url(path)).bearer_auth(ADMIN_TOKEN).json(body).send().await.unwrap())
+            .await
+    }
+
     /// Balance as the provider API reports it.
     pub async fn balance(&self, user_id: &str, currency: &str) -> i64 {
         let (status, body) = self.process(&json!({"user_id": user_id, "currency": currency})).await;
@@ -100,13 +160,37 @@ async fn read(response: reqwest::Response) -> (StatusCode, Value) {
 pub async fn player_with_balance(pool: &PgPool, user_id: &str, currency: &str, balance: i64) {
     let user = UserId::try_from(user_id.to_string()).unwrap();
     let currency = Currency::try_from(currency.to_string()).unwrap();
-    wallet::players::store::create_player(pool, DEFAULT_OPERATOR, &user, &currency).await.unwrap();
+    wallet::players::store::create_player(
+        pool,
+        DEFAULT_OPERATOR,
+        &Origin::without_request(Actor::Platform),
+        &user,
+        &currency,
+    )
+    .await
+    .unwrap();
     if balance > 0 {
         let amount = Amount::positive(balance).unwrap();
-        wallet::players::store::move_money(pool, DEFAULT_OPERATOR, &user, EntryKind::Deposit, amount, "seed")
-            .await
-            .unwrap();
+        wallet::players::store::move_money(
+            pool,
+            DEFAULT_OPERATOR,
+            &Origin::without_request(Actor::Platform),
+            &user,
+            EntryKind::Deposit,
+            amount,
+            "seed",
+        )
+        .await
+        .unwrap();
     }
+}
+
+/// The audit trail's entries, oldest first, as `GET /v1/audit` shows them.
+#[track_caller]
+pub fn audit_entries(page: &Value) -> Vec<Value> {
+    let mut entries = page["data"].as_array().unwrap_or_else(|| panic!("not an audit page: {page}")).clone();
+    entries.reverse();
+    entries
 }
 
 /// Every row of every table, in a stable order: equal snapshots mean the
@@ -120,6 +204,13 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("idempotency_keys", "player_id, idempotency_key"),
         ("rtp_hourly", "player_id, bucket, game"),
         ("round_buckets", "player_id, bucket, game, game_id"),
+        ("operators", "id"),
+        ("operator_domains", "domain"),
+        ("provider_keys", "key_id"),
+        ("staff", "staff_id"),
+        ("audit_pending", "id"),
+        ("audit_log", "seq"),
+        ("audit_head", "seq"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))
@@ -157,6 +248,12 @@ pub fn ledger_batch(user_id: &str, actions: Vec<wallet::ledger::Action>) -> wall
         game_id: Some("r".into()),
         actions,
     }
+}
+
+/// `batch` as the ledger takes it from `/v1/process`: for operator `default`,
+/// under no operator policy.
+pub fn submitted(batch: wallet::ledger::Batch) -> wallet::ledger::Submission {
+    wallet::ledger::Submission::open(wallet::domain::DEFAULT_OPERATOR, batch)
 }
 
 /// A provider request for `user_id` in USD.
