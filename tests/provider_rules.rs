@@ -138,6 +138,16 @@ async fn a_round_counts_once_for_its_bets_and_not_at_all_when_they_are_undone_in
 }
 
 #[sqlx::test]
+async fn a_bet_rolled_back_in_its_own_request_is_never_reversed_again(pool: PgPool) {
+    let server = server(pool).await;
+    let bet_id = id();
+    let both = ok(&server, &batch(ALICE, vec![bet(bet_id, 100), rollback(id(), bet_id)])).await;
+    assert_eq!(both["balance"], 1_000);
+    // A later rollback of it finds it reversed already: accepted, moves nothing.
+    assert_eq!(ok(&server, &batch(ALICE, vec![rollback(id(), bet_id)])).await["balance"], 1_000);
+}
+
+#[sqlx::test]
 async fn rolling_back_a_win_debits_it_and_refuses_to_overdraw(pool: PgPool) {
     let server = server(pool).await;
     let (small_win, big_win) = (id(), id());
