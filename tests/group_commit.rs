@@ -382,7 +382,7 @@ async fn a_write_the_database_refuses_answers_that_refusal_not_an_internal_error
     let mut request = ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]);
     request.game = Some("slots\0".into());
     let before = snapshot(&pool).await;
-    let error = process_group(&pool, &[&submitted(request)]).await.err().expect("the write fails");
+    let error = process_group(&pool, &[&submitted(request)]).await.expect_err("the write fails");
     assert_eq!(error.code(), 400, "{error:?}");
     assert_eq!(snapshot(&pool).await, before);
 }
@@ -400,7 +400,7 @@ async fn two_players_claiming_one_new_id_in_a_group_fail_it_as_a_conflict(pool: 
     let submissions: Vec<Submission> = requests.into_iter().map(submitted).collect();
     let refs: Vec<&Submission> = submissions.iter().collect();
     let before = snapshot(&pool).await;
-    let error = process_group(&pool, &refs).await.err().expect("the write fails");
+    let error = process_group(&pool, &refs).await.expect_err("the write fails");
     assert_eq!(error.code(), 409, "{error:?}");
     assert_eq!(snapshot(&pool).await, before);
 }
