@@ -185,7 +185,9 @@ impl From<sqlx::Error> for AppError {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => return AppError::Unavailable(err),
             sqlx::Error::Database(db) => {
-                if db.constraint() == Some("players_balance_check") {
+                // The schema's own funds checks: a balance, or a ledger row's
+                // balance after it, below zero.
+                if matches!(db.constraint(), Some("players_balance_check" | "ledger_balance_after_check")) {
                     return AppError::Refused(Refusal::InsufficientFunds);
                 }
                 if db.constraint() == Some("accounts_email_key") {

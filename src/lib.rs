@@ -22,6 +22,7 @@ pub mod http;
 pub mod ledger;
 pub mod operators;
 pub mod ops;
+pub mod paging;
 pub mod players;
 pub mod provider;
 pub mod reports;
@@ -198,6 +199,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     ledger::partitions::ensure_ahead(&pool).await.context("cannot create ledger partitions")?;
     ledger::partitions::spawn_maintenance(pool.clone());
     reports::summary::spawn_maintenance(pool.clone());
+    audit::store::spawn_sealer(pool.clone());
 
     let listener = TcpListener::bind(settings.addr)
         .await

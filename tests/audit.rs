@@ -31,11 +31,29 @@ async fn verify(server: &TestServer) -> Value {
 }
 
 /// Runs `sql` as the test's superuser with the audit triggers disabled, as
-/// someone with the table owner's rights could.
-async fn tamper(pool: &PgPool, sql: &str) {
+/// someone with the table owner's rights could; answers the trail as it was,
+/// for [`repair`].
+async fn tamper(pool: &PgPool, sql: &str) -> Value {
+    let saved: Value =
+        sqlx::query_scalar("SELECT json_agg(a ORDER BY seq) FROM audit_log a").fetch_one(pool).await.unwrap();
+    with_triggers_disabled(pool, sql, None).await;
+    saved
+}
+
+/// Puts back the trail [`tamper`] saved: the suite reconciles the databases
+/// tests leave behind, and a damaged one would fail it.
+async fn repair(pool: &PgPool, saved: Value) {
+    let restore = "INSERT INTO audit_log SELECT * FROM jsonb_populate_recordset(NULL::audit_log, $1)";
+    with_triggers_disabled(pool, "DELETE FROM audit_log", Some((restore, saved))).await;
+}
+
+async fn with_triggers_disabled(pool: &PgPool, sql: &str, then: Option<(&str, Value)>) {
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER").execute(&mut *tx).await.unwrap();
     sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    if let Some((restore, rows)) = then {
+        sqlx::query(restore).bind(rows).execute(&mut *tx).await.unwrap();
+    }
     // `ENABLE TRIGGER USER` would bring them back as ordinary triggers,
     // which `session_replication_role = replica` silences.
     for trigger in ["audit_log_no_update_or_delete", "audit_log_no_truncate"] {
@@ -45,7 +63,7 @@ async fn tamper(pool: &PgPool, sql: &str) {
     tx.commit().await.unwrap();
 }
 
-/// Three players, each created and funded over HTTP: six entries.
+/// Three players, each created and funded over HTTP: six entries, sealed.
 async fn three_funded_players(server: &TestServer) {
     for name in ["a", "b", "c"] {
         let (status, _) =
@@ -55,6 +73,7 @@ async fn three_funded_players(server: &TestServer) {
         let (status, _) = server.admin_post(&path, &json!({"amount": 1000}), Some("open")).await;
         assert_eq!(status, StatusCode::CREATED);
     }
+    assert_eq!(verify(server).await["entries"], 6);
 }
 
 #[sqlx::test]
@@ -137,7 +156,7 @@ async fn the_answered_entries_recompute_to_their_hashes_and_the_head(pool: PgPoo
     let odd = Origin::without_request(Actor::Staff("s-1".into()))
         .entry(None, Action::StaffCreate, audit::target("staff", "s-1"))
         .after(json!({"z": [1e3, -0.0, 0.1], "a": "é\u{1F600}\"", "n": null, "m": u64::MAX}));
-    assert_eq!(audit::record(&mut conn, &odd).await.unwrap(), 7);
+    audit::record(&mut conn, &odd).await.unwrap();
     drop(conn);
 
     let mut previous = GENESIS;
@@ -173,7 +192,7 @@ async fn an_entry_altered_behind_the_triggers_is_the_first_bad_seq_and_fails_rec
     assert!(report.ok, "{report:?}");
     assert!(report.checks.iter().any(|c| c.name == "audit_chain_verifies"));
 
-    tamper(&pool, r#"UPDATE audit_log SET before = '{"balance": 1000000}' WHERE seq = 4"#).await;
+    let saved = tamper(&pool, r#"UPDATE audit_log SET before = '{"balance": 1000000}' WHERE seq = 4"#).await;
     assert_eq!(verify(&server).await, json!({"ok": false, "first_bad_seq": 4}));
     let report = reconcile(&pool).await.unwrap();
     assert!(!report.ok);
@@ -182,22 +201,29 @@ async fn an_entry_altered_behind_the_triggers_is_the_first_bad_seq_and_fails_rec
     assert!(check.examples[0].contains("audit entry 4 "), "{:?}", check.examples);
     let others_failing = report.checks.iter().filter(|c| c.mismatches > 0).count();
     assert_eq!(others_failing, 1, "only the chain disagrees: {report:?}");
+    repair(&pool, saved).await;
+    assert_eq!(verify(&server).await["ok"], true, "the entry as it was verifies again");
 }
 
 #[sqlx::test]
 async fn removed_entries_are_named_by_the_first_missing_seq(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
     three_funded_players(&server).await;
-    tamper(&pool, "DELETE FROM audit_log WHERE seq = 6").await;
+    let saved = tamper(&pool, "DELETE FROM audit_log WHERE seq = 6").await;
     assert_eq!(verify(&server).await, json!({"ok": false, "first_bad_seq": 6}), "the last one");
     tamper(&pool, "DELETE FROM audit_log WHERE seq = 3").await;
     assert_eq!(verify(&server).await, json!({"ok": false, "first_bad_seq": 3}), "one in the middle");
+    repair(&pool, saved).await;
+    assert_eq!(verify(&server).await["entries"], 6, "the entries put back verify again");
 }
 
 #[sqlx::test]
 async fn update_delete_and_truncate_are_refused_to_a_superuser(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
     three_funded_players(&server).await;
+    let (status, _) =
+        server.admin_post("/v1/players/a/deposits", &json!({"amount": 5}), Some("pending")).await;
+    assert_eq!(status, StatusCode::CREATED, "an entry waiting to be sealed");
     let before = snapshot(&pool).await;
     let is_superuser: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         .fetch_one(&pool)
@@ -214,6 +240,8 @@ async fn update_delete_and_truncate_are_refused_to_a_superuser(pool: PgPool) {
             "TRUNCATE audit_head",
             "UPDATE audit_head SET seq = seq + 2",
             "UPDATE audit_head SET hash = sha256('x')",
+            "UPDATE audit_pending SET target = 'player:x'",
+            "TRUNCATE audit_pending",
         ] {
             let mut conn = pool.acquire().await.unwrap();
             // `replica` silences ordinary triggers; these fire always.
@@ -222,14 +250,14 @@ async fn update_delete_and_truncate_are_refused_to_a_superuser(pool: PgPool) {
             let error = sqlx::query(sql).execute(&mut *conn).await.unwrap_err();
             let message = error.as_database_error().map(|e| e.message().to_string()).unwrap_or_default();
             assert!(
-                message.contains("append-only") || message.contains("one entry at a time"),
+                message.contains("append-only") || message.contains("only moves forward"),
                 "{sql} ({role}): {error}"
             );
             sqlx::query("RESET session_replication_role").execute(&mut *conn).await.unwrap();
         }
     }
     assert_eq!(snapshot(&pool).await, before);
-    assert_eq!(verify(&server).await["entries"], 6);
+    assert_eq!(verify(&server).await["entries"], 7);
 }
 
 #[sqlx::test]
@@ -330,6 +358,53 @@ async fn deposits_in_parallel_on_many_players_leave_a_chain_without_gaps(pool: P
         .await
         .unwrap();
     assert_eq!(deposits, (PLAYERS * DEPOSITS) as i64);
+}
+
+#[sqlx::test]
+async fn an_entry_waits_with_its_change_until_sealed_in_order(pool: PgPool) {
+    let entry = |n: i64| {
+        Origin::without_request(Actor::System).entry(
+            Some(DEFAULT_OPERATOR),
+            Action::PlayerStatus,
+            audit::target("player", n),
+        )
+    };
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let mut rolled_back = pool.begin().await.unwrap();
+    audit::record(&mut rolled_back, &entry(0)).await.unwrap();
+    rolled_back.rollback().await.unwrap();
+    assert_eq!(count("audit_pending").await, 0, "a change that rolled back leaves no entry");
+
+    // Taken in the order 1, 2, 3; committed as 1, 3, then 2 after a seal.
+    let (mut first, mut second, mut third) =
+        (pool.begin().await.unwrap(), pool.begin().await.unwrap(), pool.begin().await.unwrap());
+    for (tx, n) in [(&mut first, 1), (&mut second, 2), (&mut third, 3)] {
+        audit::record(tx, &entry(n)).await.unwrap();
+    }
+    first.commit().await.unwrap();
+    third.commit().await.unwrap();
+    assert_eq!((count("audit_pending").await, count("audit_log").await), (2, 0));
+    assert_eq!(audit::store::seal(&pool, 100).await.unwrap(), 2);
+    second.commit().await.unwrap();
+    assert_eq!(audit::store::seal(&pool, 100).await.unwrap(), 1);
+    assert_eq!(audit::store::seal(&pool, 100).await.unwrap(), 0);
+
+    let chained: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, target FROM audit_log ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let expected = [(1, "player:1"), (2, "player:3"), (3, "player:2")].map(|(s, t)| (s, t.to_string()));
+    assert_eq!(chained, expected, "numbered in the order they were sealed");
+    assert_eq!(count("audit_pending").await, 0);
+    let mut conn = pool.acquire().await.unwrap();
+    let verdict = audit::store::verify(&mut conn).await.unwrap();
+    assert!(matches!(verdict, audit::store::Verdict::Intact { entries: 3, .. }), "{verdict:?}");
 }
 
 #[sqlx::test]

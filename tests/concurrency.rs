@@ -46,3 +46,30 @@ async fn twenty_simultaneous_replays_debit_once_and_share_one_tx_id(pool: PgPool
         .unwrap();
     assert_eq!(entries, 1);
 }
+
+#[sqlx::test]
+async fn simultaneous_replays_of_a_refused_bet_all_answer_its_refusal_and_wins_between_them_apply(
+    pool: PgPool,
+) {
+    let server = TestServer::start(pool).await;
+    player_with_balance(&server.pool, "hot", "USD", 100).await;
+    // Ten copies of one bet that never fits (the ten wins add 10, to 110),
+    // interleaved with the wins: each copy answers as the first did, and a
+    // win right after a refusal is still accepted.
+    let too_much = batch("hot", vec![bet(id(), 150)]);
+    let requests: Vec<_> = (0..20)
+        .map(|i| if i % 2 == 0 { too_much.clone() } else { batch("hot", vec![win(id(), 1)]) })
+        .collect();
+    let answers = join_all(requests.iter().map(|request| server.process(request))).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_error(*status, body, 422, 100);
+        } else {
+            assert_eq!(*status, StatusCode::OK, "the win of request {i}: {body}");
+        }
+    }
+    assert_eq!(server.balance("hot", "USD").await, 110);
+    // Refused is not spent: a bet that fits is accepted after all of them.
+    let (status, body) = server.process(&batch("hot", vec![bet(id(), 110)])).await;
+    assert_eq!((status, &body["balance"]), (StatusCode::OK, &serde_json::json!(0)), "{body}");
+}

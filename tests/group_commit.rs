@@ -89,25 +89,112 @@ async fn a_group_whose_write_fails_is_retried_one_request_at_a_time(pool: PgPool
 async fn concurrent_requests_for_one_player_coalesce_without_losing_a_cent(pool: PgPool) {
     player_with_balance(&pool, "hot", "USD", 5_000).await;
     let committer = GroupCommitter::start(pool.clone(), 2, 16);
-    let bets: Vec<Uuid> = (0..120).map(|_| Uuid::new_v4()).collect();
-    // 120 bets of 50 (only 100 fit), each sent twice.
-    let requests = bets.iter().chain(bets.iter()).map(|id| ledger_batch("hot", vec![bet_of(*id, 50)]));
+    // 120 bets of 50 (only 100 fit) and, among them, 20 wins of 1 that are
+    // accepted wherever they land, also right after a refusal in the same
+    // group (the wins add 20, never enough for another bet). Each request is
+    // sent twice.
+    let unique: Vec<wallet::ledger::Batch> = (0..140)
+        .map(|i| {
+            let action = if i % 7 == 6 { win_of(Uuid::new_v4(), 1) } else { bet_of(Uuid::new_v4(), 50) };
+            ledger_batch("hot", vec![action])
+        })
+        .collect();
+    let requests = unique.iter().chain(unique.iter()).cloned();
     let outcomes = join_all(requests.map(|r| committer.submit(submitted(r)))).await;
-    let (first, second) = outcomes.split_at(120);
-    let accepted = first.iter().filter(|o| o.is_ok()).count();
-    assert_eq!(accepted, 100);
+    let (first, second) = outcomes.split_at(unique.len());
+    let is_win = |i: usize| i % 7 == 6;
+    let accepted_bets = first.iter().enumerate().filter(|(i, o)| !is_win(*i) && o.is_ok()).count();
+    assert_eq!(accepted_bets, 100);
     assert!(first.iter().filter_map(|o| o.as_ref().err()).all(|e| e.code() == 100));
-    for (a, b) in first.iter().zip(second) {
-        if let (Ok(a), Ok(b)) = (a, b) {
-            assert_eq!(a.transactions, b.transactions, "a repeat answers the same tx_id");
+    for (i, (a, b)) in first.iter().zip(second).enumerate() {
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a.transactions, b.transactions, "a repeat answers the same tx_id"),
+            (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "a repeat is refused as its first was"),
+            _ => panic!("request {i} was answered {a:?}, its repeat {b:?}"),
+        }
+        if is_win(i) {
+            assert!(a.is_ok(), "a win is never refused, whatever came before it: {a:?}");
         }
     }
-    assert_eq!(balance(&pool, "hot").await, 0);
+    assert_eq!(balance(&pool, "hot").await, 20);
     let groups: i64 = sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM ledger WHERE kind = 'bet'")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert!(groups < 100, "100 accepted bets were committed in {groups} transactions");
+}
+
+/// Returns once some transaction of this test's database waits for a lock.
+async fn until_a_transaction_waits_for_a_lock(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Holds `user`'s row lock in a transaction of its own until it is dropped
+/// or committed, and waits until a group commit loop is queued behind it.
+async fn hold_the_loop_on(pool: &PgPool, committer: &GroupCommitter, user: &str) -> BlockedLoop {
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM players WHERE user_id = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (committer, user) = (committer.clone(), user.to_string());
+    let blocked = tokio::spawn(async move {
+        committer.submit(submitted(ledger_batch(&user, vec![bet_of(Uuid::new_v4(), 1)]))).await
+    });
+    until_a_transaction_waits_for_a_lock(pool).await;
+    BlockedLoop { lock, blocked }
+}
+
+struct BlockedLoop {
+    lock: sqlx::Transaction<'static, sqlx::Postgres>,
+    blocked: tokio::task::JoinHandle<Result<wallet::ledger::rules::Receipt, AppError>>,
+}
+
+#[sqlx::test]
+async fn a_refusal_and_the_next_request_in_one_real_group_get_their_own_answers(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "carol", "USD", 1_000).await;
+    let committer = GroupCommitter::start(pool.clone(), 1, 64);
+    // The one loop is busy with carol's request, waiting for her row lock, so
+    // both of alice's requests are queued before it takes its next group:
+    // they share one transaction.
+    let held = hold_the_loop_on(&pool, &committer, "carol").await;
+    let mut overdraw =
+        Box::pin(committer.submit(submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 2_000)]))));
+    let mut fits =
+        Box::pin(committer.submit(submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]))));
+    assert!(futures::poll!(&mut overdraw).is_pending(), "queued behind carol's request");
+    assert!(futures::poll!(&mut fits).is_pending(), "queued behind carol's request");
+    held.lock.commit().await.unwrap();
+    assert_eq!(held.blocked.await.unwrap().unwrap().balance, 999);
+
+    let answers: Vec<Result<i64, u16>> = [overdraw.await, fits.await]
+        .iter()
+        .map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code))
+        .collect();
+    assert_eq!(answers, vec![Err(100), Ok(990)]);
+    assert_eq!(balance(&pool, "alice").await, 990);
+    let bets: Vec<i64> =
+        sqlx::query_scalar("SELECT l.amount FROM ledger l JOIN players p ON p.id = l.player_id WHERE p.user_id = 'alice' AND l.kind = 'bet'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(bets, vec![10], "only the accepted bet was written");
 }
 
 async fn first_tx_id(pool: &PgPool, action_id: Uuid) -> Uuid {
@@ -226,4 +313,94 @@ async fn an_entry_is_never_dated_before_its_players_last_change(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(dated, last_change);
+}
+
+#[sqlx::test]
+async fn a_rollback_reads_its_original_first_and_needs_no_second_attempt(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    let bet = Uuid::new_v4();
+    process_group(&pool, &[&submitted(ledger_batch("alice", vec![bet_of(bet, 100)]))]).await.unwrap();
+
+    let undo = submitted(ledger_batch("alice", vec![Action::Rollback { id: Uuid::new_v4(), original: bet }]));
+    let mut conn = pool.acquire().await.unwrap();
+    let group = process_group_probing(&mut conn, &[&undo], Probe::Originals).await.unwrap();
+    assert!(!group.met_stored_action, "the original was read before the rules ran, not met on insert");
+    assert_eq!(group.outcomes[0].as_ref().unwrap().balance, 1_000);
+}
+
+#[sqlx::test]
+async fn a_loop_whose_queue_ran_empty_gives_its_connection_back(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    let committer = GroupCommitter::start(pool.clone(), 1, 64);
+    committer.submit(submitted(ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]))).await.unwrap();
+    // The loop answers first and gives the connection back right after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.size() as usize > pool.num_idle() {
+        assert!(std::time::Instant::now() < deadline, "the loop kept its connection while idle");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[sqlx::test]
+async fn a_group_aborted_by_a_deadlock_runs_again_instead_of_answering_503(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "bob", "USD", 1_000).await;
+    // Another transaction holds bob, the group locks alice and waits for bob,
+    // then the other asks for alice: a cycle. Only the group's side looks for
+    // deadlocks within the server's second, so the group is the one aborted.
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'").execute(&mut *other).await.unwrap();
+    sqlx::query("SELECT 1 FROM players WHERE user_id = 'bob' FOR UPDATE").execute(&mut *other).await.unwrap();
+    let group_pool = pool.clone();
+    let group = tokio::spawn(async move {
+        let requests = [
+            ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]),
+            ledger_batch("bob", vec![bet_of(Uuid::new_v4(), 20)]),
+        ];
+        let submissions: Vec<Submission> = requests.into_iter().map(submitted).collect();
+        let refs: Vec<&Submission> = submissions.iter().collect();
+        process_group(&group_pool, &refs).await
+    });
+    until_a_transaction_waits_for_a_lock(&pool).await;
+    sqlx::query("SELECT 1 FROM players WHERE user_id = 'alice' FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other.commit().await.unwrap();
+
+    let outcomes = group.await.unwrap().expect("the group ran again after the deadlock");
+    let codes: Vec<Result<i64, u16>> =
+        outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
+    assert_eq!(codes, vec![Ok(990), Ok(980)]);
+}
+
+#[sqlx::test]
+async fn a_write_the_database_refuses_answers_that_refusal_not_an_internal_error(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    // The edge refuses a NUL; were one to get through, PostgreSQL refuses the
+    // text, and that is a 400 whatever the group tried first.
+    let mut request = ledger_batch("alice", vec![bet_of(Uuid::new_v4(), 10)]);
+    request.game = Some("slots\0".into());
+    let before = snapshot(&pool).await;
+    let error = process_group(&pool, &[&submitted(request)]).await.expect_err("the write fails");
+    assert_eq!(error.code(), 400, "{error:?}");
+    assert_eq!(snapshot(&pool).await, before);
+}
+
+#[sqlx::test]
+async fn two_players_claiming_one_new_id_in_a_group_fail_it_as_a_conflict(pool: PgPool) {
+    player_with_balance(&pool, "alice", "USD", 1_000).await;
+    player_with_balance(&pool, "bob", "USD", 1_000).await;
+    // Read first or not, the id is new to both: the registry's key refuses the
+    // second claim, and the group fails as a conflict (the group-commit loop
+    // then runs its requests one at a time).
+    let shared = Uuid::new_v4();
+    let requests =
+        [ledger_batch("alice", vec![bet_of(shared, 10)]), ledger_batch("bob", vec![bet_of(shared, 10)])];
+    let submissions: Vec<Submission> = requests.into_iter().map(submitted).collect();
+    let refs: Vec<&Submission> = submissions.iter().collect();
+    let before = snapshot(&pool).await;
+    let error = process_group(&pool, &refs).await.expect_err("the write fails");
+    assert_eq!(error.code(), 409, "{error:?}");
+    assert_eq!(snapshot(&pool).await, before);
 }

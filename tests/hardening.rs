@@ -278,3 +278,15 @@ async fn request_ids_are_echoed_or_generated_and_metrics_name_routes_not_paths()
     }
     assert!(!page.contains("someone"), "a user id leaked into a label");
 }
+
+#[test]
+fn a_secret_active_twice_still_verifies_and_every_key_is_tried() {
+    // The same secret twice (a rotation to the value already active) and the
+    // matching key first, last or alone: each verifies.
+    let body = br#"{"user_id":"alice","currency":"USD"}"#;
+    let real = parse_authorization(sign(SECRET.as_bytes(), body).as_bytes()).unwrap();
+    for secrets in [vec![SECRET, SECRET], vec![SECRET, "old"], vec!["old", SECRET], vec![SECRET]] {
+        assert!(SigningKeys::new(&secrets).verify(body, &real), "{secrets:?}");
+    }
+    assert!(!SigningKeys::new(&["old", "older"]).verify(body, &real));
+}

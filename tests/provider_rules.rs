@@ -7,6 +7,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use wallet::error::AppError;
 
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
@@ -103,6 +104,47 @@ async fn a_bet_of_the_whole_balance_leaves_zero_and_a_zero_bet_is_accepted(pool:
     assert_eq!(ok(&server, &batch(ALICE, vec![bet(id(), 1_000)])).await["balance"], 0);
     assert_eq!(ok(&server, &batch(ALICE, vec![bet(id(), 0)])).await["balance"], 0);
     assert_refused(&server, &batch(ALICE, vec![bet(id(), 1)]), 422, 100).await;
+}
+
+#[sqlx::test]
+async fn a_bet_past_the_balance_is_refused_even_when_a_later_win_would_cover_it(pool: PgPool) {
+    let server = server(pool).await;
+    // Each action is judged on the balance it leaves, not on where the
+    // request ends: 1000 - 1001 is below zero, whatever the win adds after.
+    assert_refused(&server, &batch(ALICE, vec![bet(id(), 1_001), win(id(), 5)]), 422, 100).await;
+    // Down to exactly zero on the way is allowed.
+    assert_eq!(ok(&server, &batch(ALICE, vec![bet(id(), 1_000), win(id(), 5)])).await["balance"], 5);
+}
+
+#[sqlx::test]
+async fn a_round_counts_once_for_its_bets_and_not_at_all_when_they_are_undone_in_one_request(pool: PgPool) {
+    let server = server(pool).await;
+    ok(&server, &batch(ALICE, vec![bet(id(), 10), bet(id(), 20)])).await;
+    let undone_bet = id();
+    let mut undone = batch(ALICE, vec![bet(undone_bet, 30), rollback(id(), undone_bet)]);
+    undone["game_id"] = json!("round-2");
+    ok(&server, &undone).await;
+    let rounds: Vec<(String, i64)> =
+        sqlx::query_as("SELECT game_id, live_bets::bigint FROM round_buckets ORDER BY game_id")
+            .fetch_all(&server.pool)
+            .await
+            .unwrap();
+    assert_eq!(rounds, vec![("round-1".to_string(), 2)], "a round undone in its own request leaves no row");
+    let counted: i64 = sqlx::query_scalar("SELECT sum(rounds)::bigint FROM rtp_hourly")
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 1);
+}
+
+#[sqlx::test]
+async fn a_bet_rolled_back_in_its_own_request_is_never_reversed_again(pool: PgPool) {
+    let server = server(pool).await;
+    let bet_id = id();
+    let both = ok(&server, &batch(ALICE, vec![bet(bet_id, 100), rollback(id(), bet_id)])).await;
+    assert_eq!(both["balance"], 1_000);
+    // A later rollback of it finds it reversed already: accepted, moves nothing.
+    assert_eq!(ok(&server, &batch(ALICE, vec![rollback(id(), bet_id)])).await["balance"], 1_000);
 }
 
 #[sqlx::test]
@@ -356,4 +398,52 @@ async fn unknown_routes_and_methods_answer_json_errors(pool: PgPool) {
     let response = server.client.get(server.url("/v1/process")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.json::<Value>().await.unwrap()["code"], 405);
+}
+
+/// The schema backs the rules: should a request ever get past the rules with
+/// a change the schema forbids, the client gets the contract's answer for it,
+/// not a 500. These are the constraints a request's write can meet; the
+/// others (a ledger row's movement or fields, an action row's shape) can only
+/// fail through a fault in the service itself, and stay 500.
+#[sqlx::test]
+async fn constraints_a_request_can_meet_answer_their_contract_code_never_500(pool: PgPool) {
+    let server = server(pool).await;
+    let pool = &server.pool;
+    let bob_bet = id();
+    ok(&server, &batch(BOB, vec![bet(bob_bet, 10)])).await;
+    let violations = [
+        (
+            "players_balance_check",
+            "UPDATE players SET balance = -1 WHERE user_id = 'alice'".to_string(),
+            422,
+            100,
+        ),
+        (
+            "ledger_balance_after_check",
+            "INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
+                                 balance_after, action_id)
+             SELECT id, last_seq + 1, now(), gen_random_uuid(), 'bet', 1001, 1000, -1, gen_random_uuid()
+             FROM players WHERE user_id = 'alice'"
+                .to_string(),
+            422,
+            100,
+        ),
+        (
+            "actions_pkey",
+            format!(
+                "INSERT INTO actions (action_id, player_id, reversed_by)
+                 SELECT '{bob_bet}', id, gen_random_uuid() FROM players WHERE user_id = 'alice'"
+            ),
+            409,
+            409,
+        ),
+    ];
+    for (constraint, statement, status, code) in violations {
+        let before = snapshot(pool).await;
+        let error = sqlx::query(&statement).execute(pool).await.unwrap_err();
+        assert_eq!(error.as_database_error().and_then(|e| e.constraint()), Some(constraint), "{error}");
+        let error = AppError::from(error);
+        assert_eq!((error.status().as_u16(), error.code()), (status, code), "{constraint}: {error:?}");
+        assert_eq!(snapshot(pool).await, before, "{constraint}");
+    }
 }

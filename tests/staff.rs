@@ -238,3 +238,57 @@ async fn bad_staff_requests_change_nothing(pool: PgPool) {
     }
     assert_eq!(snapshot(&pool).await, before);
 }
+
+#[sqlx::test]
+async fn changes_to_operators_keys_and_staff_are_audited_with_their_actor_and_no_secret(pool: PgPool) {
+    let server = TestServer::start(pool.clone()).await;
+    create_operator(&server, "acme").await;
+    let (_, key) =
+        server.send(Method::POST, "/v1/operators/acme/provider-keys", Some(ADMIN_TOKEN), &[], None).await;
+    let key_id = key["key_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/operators/acme/provider-keys/{key_id}");
+    let (status, _) = server.send(Method::DELETE, &path, Some(ADMIN_TOKEN), &[], None).await;
+    assert_eq!(status, 204);
+    let (status, _) = server.send(Method::DELETE, &path, Some(ADMIN_TOKEN), &[], None).await;
+    assert_eq!(status, 204, "revoking again is answered, and audited no more");
+    let acme_admin = token_of(&server, "boss@acme.example", "admin", json!("acme")).await;
+    let (_, clerk) = create_staff(&server, &acme_admin, "clerk@acme.example", "finance", Value::Null).await;
+    let patch = json!({"name": "Acme Casino"});
+    let (status, _) =
+        server.send(Method::PATCH, "/v1/operators/acme", Some(ADMIN_TOKEN), &[], Some(&patch)).await;
+    assert_eq!(status, 200);
+
+    let (status, page) =
+        server.send(Method::GET, "/v1/audit", Some(ADMIN_TOKEN), &[("x-operator", "acme")], None).await;
+    assert_eq!(status, 200, "{page}");
+    let entries = page["data"].as_array().unwrap();
+    let actions: Vec<&str> = entries.iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "operator.create",
+            "provider_key.create",
+            "provider_key.revoke",
+            "staff.create",
+            "staff.create",
+            "operator.update"
+        ]
+    );
+    let text = page.to_string();
+    assert!(!text.contains(key["secret"].as_str().unwrap()), "no secret in the trail");
+    assert!(
+        !text.contains(clerk["token"].as_str().unwrap()) && !text.contains("stf_"),
+        "no token in the trail"
+    );
+    let by_boss = entries.iter().find(|e| e["after"]["email"] == "clerk@acme.example").unwrap();
+    let boss_id =
+        server.send(Method::GET, "/v1/staff", Some(&acme_admin), &[], None).await.1[0]["staff_id"].clone();
+    assert_eq!(by_boss["actor"], json!({"type": "staff", "id": boss_id}));
+    let update = &entries[0];
+    assert_eq!(
+        (&update["before"]["name"], &update["after"]["name"]),
+        (&json!("acme"), &json!("Acme Casino"))
+    );
+    let (_, verified) = server.send(Method::GET, "/v1/audit/verify", Some(ADMIN_TOKEN), &[], None).await;
+    assert_eq!(verified["ok"], true, "{verified}");
+}

@@ -66,38 +66,21 @@ pub fn render_time(at: DateTime<Utc>) -> String {
 
 /// The canonical JSON text of `content`.
 pub fn canonical(content: &Content<'_>) -> String {
-    let [before_at, before_seq, after_seq] = pieces(content);
-    format!("{before_at}{}{before_seq}{}{after_seq}", render_time(content.at), content.seq)
-}
-
-/// The canonical text around `at` and `seq`, which are left out (and not
-/// read): `canonical = pieces[0] ‖ at ‖ pieces[1] ‖ seq ‖ pieces[2]`. The
-/// writer sends these and the database fills in the two values it decides
-/// under the chain head's lock, so appending is one statement.
-pub fn pieces(content: &Content<'_>) -> [String; 3] {
     let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::String(s.to_owned()));
-    let json = |value: &Value| {
-        let mut out = String::new();
-        write_canonical(value, &mut out);
-        out
-    };
-    let null = Value::Null;
-    // The top-level keys, in byte order: action, actor, after, at, before,
-    // operator, request_id, seq, target.
-    let before_at = format!(
-        r#"{{"action":{},"actor":{},"after":{},"at":""#,
-        json(&Value::String(content.action.to_owned())),
-        json(&serde_json::json!({"type": content.actor_type, "id": text(content.actor_id)})),
-        json(content.after.unwrap_or(&null)),
-    );
-    let before_seq = format!(
-        r#"","before":{},"operator":{},"request_id":{},"seq":"#,
-        json(content.before.unwrap_or(&null)),
-        json(&serde_json::json!(content.operator)),
-        json(&text(content.request_id)),
-    );
-    let after_seq = format!(r#","target":{}}}"#, json(&Value::String(content.target.to_owned())));
-    [before_at, before_seq, after_seq]
+    let value = serde_json::json!({
+        "seq": content.seq,
+        "at": render_time(content.at),
+        "operator": content.operator,
+        "actor": {"type": content.actor_type, "id": text(content.actor_id)},
+        "action": content.action,
+        "target": content.target,
+        "before": content.before,
+        "after": content.after,
+        "request_id": text(content.request_id),
+    });
+    let mut out = String::with_capacity(256);
+    write_canonical(&value, &mut out);
+    out
 }
 
 /// Compact JSON with every object's keys in byte order, whatever order the

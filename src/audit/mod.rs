@@ -3,13 +3,13 @@
 //!
 //! - `chain`: the canonical content of an entry and the SHA-256 link to the
 //!   entry before it.
-//! - `store`: appending under the chain head's lock, pages of entries, and
-//!   verifying the whole chain.
+//! - `store`: writing an entry with its change, sealing pending entries into
+//!   the chain, pages of entries, and verifying the whole chain.
 //!
 //! A writer builds an [`Entry`] (most simply from the [`Origin`] its handler
-//! passed down) and calls [`record`] as the last statement of its
-//! transaction. Why last, and what the database refuses, is in
-//! docs/ARCHITECTURE.md, "Audit trail".
+//! passed down) and calls [`record`] in the transaction of its change. How
+//! entries are chained without making writers wait, and what the database
+//! refuses, is in docs/ARCHITECTURE.md, "Audit trail".
 
 pub mod chain;
 pub mod store;
@@ -27,7 +27,7 @@ use crate::domain::{parse_time, storable};
 use crate::error::{AppError, AppResult};
 use crate::http::QueryParams;
 use crate::ops::observe::RequestId;
-use crate::players::PageQuery;
+use crate::paging::PageQuery;
 use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
 pub use store::record;
@@ -314,14 +314,15 @@ struct AuditPage {
     next_cursor: Option<String>,
 }
 
-/// Newest first: the entries of the operator in scope, and for platform
-/// staff the platform-wide ones too.
+/// Newest first, after sealing what is pending: the entries of the operator
+/// in scope, and for platform staff the platform-wide ones too.
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     QueryParams(query): QueryParams<AuditQuery>,
 ) -> AppResult<Json<AuditPage>> {
     let filter = query.filter()?;
+    store::seal_all(&state.pool).await?;
     let page = PageQuery { limit: query.limit.clone(), cursor: query.cursor.clone() };
     let (limit, cursor) = (page.limit()?, page.history_cursor()?);
     let (rows, next) =
@@ -331,7 +332,9 @@ async fn list(
 }
 
 /// The whole chain, whoever calls: there is one chain for all operators.
+/// What is pending is sealed first, so every committed change is covered.
 async fn verify(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    store::seal_all(&state.pool).await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(match store::verify(&mut conn).await? {
         Verdict::Intact { entries, head } => {

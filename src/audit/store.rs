@@ -1,7 +1,9 @@
-//! The audit trail in SQL: appending an entry under the chain head's lock,
-//! reading pages of it, and walking the whole chain to verify it.
+//! The audit trail in SQL: writing an entry with its change, sealing pending
+//! entries into the chain under the head's lock, reading pages of the trail,
+//! and walking the whole chain to verify it.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -10,54 +12,162 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::chain::{self, Content, Hash, GENESIS};
 use super::{forbidden_key, Entry};
-use crate::players::store::{page, HistoryCursor};
+use crate::paging::{page, HistoryCursor};
 
-/// Appends `entry` to the chain inside the caller's open transaction and
-/// returns its number.
+/// Writes `entry` inside the caller's open transaction: it commits or rolls
+/// back with the change it describes.
 ///
-/// Call it as the last statement before the commit: it locks the chain head,
-/// which every writer of every operator shares, and the lock is held until
-/// the commit. Taken last, the serialised part of a change is this one
-/// statement and the commit, however long the change itself took. The
-/// entry's number, time (the database's clock) and hash are decided in the
-/// statement, under the lock: the database hashes the canonical text this
-/// side prepared around them, and [`verify`] recomputes it here.
-pub async fn record(conn: &mut PgConnection, entry: &Entry) -> sqlx::Result<i64> {
+/// The entry waits in `audit_pending` until [`seal`] numbers and chains it
+/// (within [`SEAL_INTERVAL`] while the service runs, and before any read of
+/// the trail over HTTP). No writer waits for another: the chain head, which
+/// orders every entry of every operator, is locked by the sealer alone, once
+/// per batch. docs/ARCHITECTURE.md ("Audit trail") says why, with numbers.
+pub async fn record(conn: &mut PgConnection, entry: &Entry) -> sqlx::Result<()> {
     debug_assert_eq!(
         [&entry.before, &entry.after].into_iter().flatten().find_map(forbidden_key),
         None,
         "an audit entry must not carry secrets, tokens or passwords"
     );
-    let content = Content {
-        // Decided by the database under the head's lock: not read here.
-        seq: 0,
-        at: DateTime::UNIX_EPOCH,
-        operator: entry.operator,
-        actor_type: entry.actor.kind(),
-        actor_id: entry.actor.id(),
-        action: entry.action.as_str(),
-        target: &entry.target,
-        before: entry.before.as_ref(),
-        after: entry.after.as_ref(),
-        request_id: entry.request_id.as_deref(),
-    };
-    let [before_at, before_seq, after_seq] = chain::pieces(&content);
-    sqlx::query_file_scalar!(
-        "src/audit/append.sql",
-        before_at,
-        before_seq,
-        after_seq,
-        content.operator,
-        content.actor_type,
-        content.actor_id,
-        content.action,
-        content.target,
-        content.before.map(Value::to_string),
-        content.after.map(Value::to_string),
-        content.request_id,
+    sqlx::query!(
+        r#"INSERT INTO audit_pending (operator_id, actor_type, actor_id, action, target, before, after, request_id)
+           VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8)"#,
+        entry.operator,
+        entry.actor.kind(),
+        entry.actor.id(),
+        entry.action.as_str(),
+        entry.target,
+        entry.before.as_ref().map(Value::to_string),
+        entry.after.as_ref().map(Value::to_string),
+        entry.request_id,
     )
-    .fetch_one(&mut *conn)
-    .await
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// How often the running service seals what is pending.
+pub const SEAL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The most entries one seal takes from the queue.
+pub const SEAL_BATCH: i64 = 10_000;
+
+/// Numbers and chains the pending entries (at most `limit`, oldest first)
+/// and appends them to the trail, in one transaction under the chain head's
+/// row lock; returns how many. Several sealers, on any instances, take turns.
+pub async fn seal(pool: &PgPool, limit: i64) -> sqlx::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let head = sqlx::query!("SELECT seq, hash FROM audit_head FOR UPDATE").fetch_one(&mut *tx).await?;
+    // Entries whose change has committed; one still in flight is sealed next time.
+    let mut pending = sqlx::query!(
+        r#"DELETE FROM audit_pending
+           WHERE id IN (SELECT id FROM audit_pending ORDER BY id LIMIT $1)
+           RETURNING id, at, operator_id, actor_type, actor_id, action, target,
+                     before::text, after::text, request_id"#,
+        limit,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if pending.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    pending.sort_unstable_by_key(|p| p.id);
+    let mut previous = stored_hash(head.seq, &head.hash)?;
+    let mut batch = Batch::default();
+    for (seq, p) in (head.seq + 1..).zip(pending) {
+        let (before, after) = (parse_json(p.before.as_deref())?, parse_json(p.after.as_deref())?);
+        previous = chain::link(
+            &previous,
+            &Content {
+                seq,
+                at: p.at,
+                operator: p.operator_id,
+                actor_type: &p.actor_type,
+                actor_id: p.actor_id.as_deref(),
+                action: &p.action,
+                target: &p.target,
+                before: before.as_ref(),
+                after: after.as_ref(),
+                request_id: p.request_id.as_deref(),
+            },
+        );
+        batch.seq.push(seq);
+        batch.at.push(p.at);
+        batch.operator.push(p.operator_id);
+        batch.actor_type.push(p.actor_type);
+        batch.actor_id.push(p.actor_id);
+        batch.action.push(p.action);
+        batch.target.push(p.target);
+        batch.before.push(p.before);
+        batch.after.push(p.after);
+        batch.request_id.push(p.request_id);
+        batch.hash.push(previous.to_vec());
+    }
+    let (sealed, last) = (batch.seq.len(), *batch.seq.last().expect("a non-empty batch"));
+    sqlx::query_file!(
+        "src/audit/seal.sql",
+        &batch.seq,
+        &batch.at,
+        &batch.operator as &[Option<i16>],
+        &batch.actor_type,
+        &batch.actor_id as &[Option<String>],
+        &batch.action,
+        &batch.target,
+        &batch.before as &[Option<String>],
+        &batch.after as &[Option<String>],
+        &batch.request_id as &[Option<String>],
+        &batch.hash,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!("UPDATE audit_head SET seq = $1, hash = $2", last, &previous[..]).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(sealed)
+}
+
+/// Seals until nothing that has committed is pending: what a reader of the
+/// trail does first, so that it sees every change committed before it asked.
+pub async fn seal_all(pool: &PgPool) -> sqlx::Result<()> {
+    while seal(pool, SEAL_BATCH).await? as i64 == SEAL_BATCH {}
+    Ok(())
+}
+
+/// A sealed batch, one vector per column of `audit_log`, in chain order.
+#[derive(Default)]
+struct Batch {
+    seq: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    operator: Vec<Option<i16>>,
+    actor_type: Vec<String>,
+    actor_id: Vec<Option<String>>,
+    action: Vec<String>,
+    target: Vec<String>,
+    before: Vec<Option<String>>,
+    after: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+    hash: Vec<Vec<u8>>,
+}
+
+/// While there is nothing to seal, the sealer waits twice as long each time,
+/// up to this: an idle instance asks once a second, not twenty times.
+const SEAL_IDLE_MAX: Duration = Duration::from_secs(1);
+
+/// Seals every [`SEAL_INTERVAL`] while changes come in, for as long as the
+/// process runs; a batch that came back full is followed at once by the
+/// next, and an empty one lengthens the wait up to [`SEAL_IDLE_MAX`].
+pub fn spawn_sealer(pool: PgPool) {
+    tokio::spawn(async move {
+        let mut wait = SEAL_INTERVAL;
+        loop {
+            match seal(&pool, SEAL_BATCH).await {
+                Ok(n) if n as i64 == SEAL_BATCH => continue,
+                Ok(0) => wait = (wait * 2).min(SEAL_IDLE_MAX),
+                Ok(_) => wait = SEAL_INTERVAL,
+                Err(error) => tracing::warn!(%error, "sealing the audit trail failed; trying again"),
+            }
+            tokio::time::sleep(wait).await;
+        }
+    });
 }
 
 /// JSONB as the database renders it (sqlx's `json` feature is off here, so

@@ -560,6 +560,14 @@ mod tests {
     }
 
     #[test]
+    fn each_action_must_leave_a_balance_of_zero_or_more_whatever_follows_it() {
+        let mut w = wallet(1_000, PlayerStatus::Active, vec![]);
+        assert_eq!(w.apply(&batch(vec![bet(1_001), win(5)])), Err(Refusal::InsufficientFunds));
+        assert!(w.effects.is_empty(), "the refused request kept nothing");
+        assert_eq!(w.apply(&batch(vec![bet(1_000), win(5)])).unwrap().balance, 5);
+    }
+
+    #[test]
     fn a_repeat_answers_its_first_tx_id_and_other_parameters_are_refused() {
         let first = bet(10);
         let mut w = wallet(100, PlayerStatus::Active, vec![]);

@@ -157,13 +157,6 @@ async fn patch(
     Ok(Json(updated))
 }
 
-/// The operator `code` for a key route; unknown is 404 code 120.
-async fn operator_id(state: &AppState, code: &str) -> AppResult<i16> {
-    let mut conn = state.pool.acquire().await?;
-    let (id, _, _) = store::lock(&mut conn, code).await?;
-    Ok(id)
-}
-
 #[derive(Serialize)]
 struct NewKey {
     key_id: Uuid,
@@ -190,7 +183,7 @@ async fn list_keys(
     State(state): State<AppState>,
     PathParams(code): PathParams<String>,
 ) -> AppResult<Json<Vec<store::KeyView>>> {
-    let id = operator_id(&state, &code).await?;
+    let id = store::id_of(&state.pool, &code).await?.ok_or(AppError::OperatorNotFound)?;
     Ok(Json(store::list_keys(&state.pool, id).await?))
 }
 

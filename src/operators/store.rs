@@ -107,6 +107,11 @@ pub async fn create(conn: &mut PgConnection, code: &str, document: &Document) ->
     Ok((created.id, created.version))
 }
 
+/// The id of operator `code`.
+pub async fn id_of(pool: &PgPool, code: &str) -> sqlx::Result<Option<i16>> {
+    sqlx::query_scalar!("SELECT id FROM operators WHERE code = $1", code).fetch_optional(pool).await
+}
+
 /// The operator `code` locked for a change: its id, document and version.
 pub async fn lock(conn: &mut PgConnection, code: &str) -> AppResult<(i16, Value, i32)> {
     let row = sqlx::query!("SELECT id, config, version FROM operators WHERE code = $1 FOR UPDATE", code)

@@ -13,9 +13,10 @@ use crate::domain::{Amount, Currency, EntryKind, IdempotencyKey, PlayerStatus, U
 use crate::error::{AppError, AppResult};
 use crate::http::{JsonBody, PathParams, QueryParams};
 use crate::ledger::rules::Refusal;
+pub use crate::paging::PageQuery;
 use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
-use store::{HistoryCursor, HistoryEntry, Requester};
+use store::{HistoryEntry, Requester};
 
 pub fn routes() -> BackOffice {
     use Permission::*;
@@ -174,37 +175,6 @@ impl Movement<'_> {
         .await?;
         let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
         Ok((status, Json(payment)).into_response())
-    }
-}
-
-/// `limit` (default 100, at most 1000) and `cursor`, shared by every paginated listing.
-#[derive(Deserialize)]
-pub struct PageQuery {
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-impl PageQuery {
-    pub fn limit(&self) -> AppResult<i64> {
-        match self.limit.as_deref() {
-            None => Ok(100),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| AppError::bad_request("limit", "must be an integer from 1 to 1000")),
-        }
-    }
-
-    /// The cursor of a listing newest first by (time, number), if one was given.
-    pub fn history_cursor(&self) -> AppResult<Option<HistoryCursor>> {
-        self.cursor
-            .as_deref()
-            .map(|c| {
-                HistoryCursor::decode(c)
-                    .ok_or_else(|| AppError::bad_request("cursor", "is not a cursor this service issued"))
-            })
-            .transpose()
     }
 }
 

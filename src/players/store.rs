@@ -1,10 +1,8 @@
 //! Player accounts, back-office money movements and the transaction history,
 //! in SQL. Deposits and withdrawals take the same player row lock as the
 //! provider hot path, so every balance change is serialised per player.
-//! Every change writes its audit entry in its own transaction, last.
+//! Every change writes its audit entry in its own transaction.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -12,11 +10,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Origin};
-use crate::domain::{storable_time, Amount, Currency, EntryKind, PlayerStatus, UserId};
+use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::ledger::process::lock_player;
 use crate::ledger::rules::{apply_change, Refusal};
 use crate::operators::document::{KycTier, Rules};
+pub use crate::paging::{page, HistoryCursor};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlayerView {
@@ -290,45 +289,6 @@ pub struct HistoryEntry {
     seq: i64,
 }
 
-/// Position in a listing newest first by (time, number): a player's history
-/// by (created_at, seq), the audit trail by (at, seq), of the last row
-/// returned. Opaque to clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryCursor {
-    created_at: DateTime<Utc>,
-    seq: i64,
-}
-
-impl HistoryCursor {
-    pub fn new(at: DateTime<Utc>, seq: i64) -> HistoryCursor {
-        HistoryCursor { created_at: at, seq }
-    }
-
-    pub fn at(&self) -> DateTime<Utc> {
-        self.created_at
-    }
-
-    pub fn seq(&self) -> i64 {
-        self.seq
-    }
-
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at.timestamp_micros(), self.seq))
-    }
-
-    pub fn decode(text: &str) -> Option<HistoryCursor> {
-        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
-        let (micros, seq) = raw.split_once(':')?;
-        Some(HistoryCursor {
-            // Only times the database can compare with: anything else was
-            // not issued here.
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)
-                .filter(|&t| storable_time(t))?,
-            seq: seq.parse().ok()?,
-        })
-    }
-}
-
 /// A page of a player's ledger, newest first, by keyset on the ledger's
 /// primary key `(player_id, created_at, seq)`.
 pub async fn history(
@@ -360,25 +320,13 @@ pub async fn history(
            ORDER BY l.created_at DESC, l.seq DESC
            LIMIT $4"#,
         player_id,
-        after.map(|c| c.created_at),
-        after.map(|c| c.seq).unwrap_or(0),
+        after.map(|c| c.at()),
+        after.map(|c| c.seq()).unwrap_or(0),
         limit + 1,
     )
     .fetch_all(pool)
     .await?;
-    Ok(page(rows, limit, |last| HistoryCursor { created_at: last.created_at, seq: last.seq }))
-}
-
-/// Cuts a `limit + 1` fetch to `limit` rows, with a cursor when more remain.
-pub fn page<T, C>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let next = rows.last().map(&cursor_of);
-        (rows, next)
-    } else {
-        (rows, None)
-    }
+    Ok(page(rows, limit, |last| HistoryCursor::new(last.created_at, last.seq)))
 }
 
 #[cfg(test)]
@@ -401,18 +349,5 @@ mod tests {
         assert_eq!(kyc_allows(&capped, EntryKind::Deposit, amount(1), i64::MAX), refused, "no overflow");
         assert_eq!(kyc_allows(&capped, EntryKind::Withdrawal, amount(5_000), 5_000), Ok(()));
         assert_eq!(kyc_allows(&capped, EntryKind::Bet, amount(1), 0), refused);
-    }
-
-    #[test]
-    fn a_cursor_survives_its_round_trip_and_a_forged_one_is_refused() {
-        let cursor = HistoryCursor {
-            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
-            seq: 42,
-        };
-        assert_eq!(HistoryCursor::decode(&cursor.encode()), Some(cursor));
-        for forged in ["-300000000000000000:1", "300000000000000000:1", "1:x", "1", "\0:1"] {
-            assert_eq!(HistoryCursor::decode(&URL_SAFE_NO_PAD.encode(forged)), None, "{forged}");
-        }
-        assert_eq!(HistoryCursor::decode("not base64!"), None);
     }
 }

@@ -209,6 +209,7 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("operator_domains", "domain"),
         ("provider_keys", "key_id"),
         ("staff", "staff_id"),
+        ("audit_pending", "id"),
         ("audit_log", "seq"),
         ("audit_head", "seq"),
         ("accounts", "player_id"),
