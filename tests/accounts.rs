@@ -120,8 +120,14 @@ async fn a_registration_answers_the_account_and_is_audited_without_the_password(
     assert_eq!(entries[0]["actor"], json!({"type": "player", "id": user_id}));
     assert_eq!(entries[0]["target"], format!("player:{user_id}"));
     assert_eq!(entries[0]["after"]["email"], "Ann.Lee@Example.com");
-    let trail: String =
-        sqlx::query_scalar("SELECT string_agg(t::text, '') FROM audit_log t").fetch_one(&pool).await.unwrap();
+    let trail: String = sqlx::query_scalar(
+        "SELECT coalesce((SELECT string_agg(t::text, '') FROM audit_log t), '')
+             || coalesce((SELECT string_agg(t::text, '') FROM audit_pending t), '')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(trail.contains("Ann.Lee@Example.com"), "the registration is in the trail");
     assert!(!trail.contains(PASSWORD) && !trail.contains("argon2"), "the trail holds no password or hash");
 
     // The email is unique per operator whatever its case; another operator may have it.
