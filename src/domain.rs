@@ -223,6 +223,26 @@ impl PlayerStatus {
     pub fn may_bet(self) -> bool {
         self == PlayerStatus::Active
     }
+
+    /// This status at `now`, given its end: a time-out or self-exclusion
+    /// past `until` is over. A self-exclusion without an end is permanent.
+    pub fn in_force(
+        self,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> PlayerStatus {
+        match (self, until) {
+            (PlayerStatus::CoolingOff | PlayerStatus::SelfExcluded, Some(end)) if end <= now => {
+                PlayerStatus::Active
+            }
+            _ => self,
+        }
+    }
+
+    /// A time-out or self-exclusion: nobody may shorten or lift it.
+    pub fn is_exclusion(self) -> bool {
+        matches!(self, PlayerStatus::CoolingOff | PlayerStatus::SelfExcluded)
+    }
 }
 
 impl std::str::FromStr for PlayerStatus {

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::ledger::limits::LimitKind;
 use crate::ledger::rules::Refusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,9 @@ pub enum AppError {
     PreconditionFailed(String),
     #[error("{0}")]
     Conflict(String),
+    /// A time-out or self-exclusion in force: nobody may shorten or lift it.
+    #[error("{0}")]
+    ExclusionInForce(String),
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
     /// The money rules refused an operation; nothing of it was kept.
@@ -103,7 +107,7 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::ExclusionInForce(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Refused(refusal) => match refusal {
                 Refusal::InsufficientFunds
@@ -111,6 +115,7 @@ impl AppError {
                 | Refusal::PlayerBlocked
                 | Refusal::GameForbidden
                 | Refusal::KycTierForbids
+                | Refusal::OverLimit { .. }
                 | Refusal::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
                 Refusal::ActionReused(_) | Refusal::ForeignAction(_) => StatusCode::CONFLICT,
                 Refusal::BalanceOverflow => StatusCode::BAD_REQUEST,
@@ -138,6 +143,9 @@ impl AppError {
             AppError::Refused(Refusal::GameForbidden) => 107,
             AppError::Refused(Refusal::PlayerBlocked) => 110,
             AppError::Refused(Refusal::KycTierForbids) => 111,
+            AppError::Refused(Refusal::OverLimit { kind: LimitKind::Deposit, .. }) => 112,
+            AppError::Refused(Refusal::OverLimit { .. }) => 105,
+            AppError::ExclusionInForce(_) => 131,
             AppError::Refused(Refusal::CurrencyMismatch) => 154,
             other => other.status().as_u16(),
         }

@@ -26,6 +26,7 @@ pub mod paging;
 pub mod players;
 pub mod provider;
 pub mod reports;
+pub mod responsible;
 pub mod server;
 pub mod staff;
 pub mod tools;
@@ -129,6 +130,7 @@ pub fn app(state: AppState) -> Router {
         .merge(provider::routes(state.clone()))
         .merge(operators::routes())
         .merge(accounts::routes())
+        .merge(responsible::routes())
         .merge(back_office)
         .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
     Router::new()
@@ -148,6 +150,7 @@ pub fn app(state: AppState) -> Router {
 pub fn back_office() -> staff::BackOffice {
     players::routes()
         .merge(accounts::back_office())
+        .merge(responsible::back_office())
         .merge(reports::routes())
         .merge(ops::reconcile::routes())
         .merge(operators::back_office())

@@ -63,6 +63,8 @@ fn contract_allows(method: &str, path: &str, role: Role, platform: bool) -> bool
         ("GET", "/v1/players/{user_id}") | ("GET", "/v1/players/{user_id}/transactions") => (READERS, false),
         ("PATCH", "/v1/players/{user_id}") => (&[Admin, Support, Compliance], false),
         ("PUT", "/v1/players/{user_id}/kyc") => (&[Admin, Compliance], false),
+        // §9: staff with the role read and lower limits.
+        (_, "/v1/players/{user_id}/limits") => (&[Admin, Support, Compliance], false),
         ("POST", "/v1/players/{user_id}/deposits") | ("POST", "/v1/players/{user_id}/withdrawals") => {
             (&[Admin, Finance], false)
         }

@@ -315,7 +315,7 @@ async fn cashier(
     let movement = Movement {
         operator: session.tenant.id,
         origin: &session.origin,
-        requester: Requester::Player(&session.tenant.document.rules),
+        requester: Requester::Player(&session.tenant.document),
     };
     movement.answer(&state.pool, &session.user_id, &headers, kind, body.amount).await
 }

@@ -360,7 +360,10 @@ pub struct Me {
 pub async fn me(pool: &PgPool, player_id: i64) -> AppResult<Me> {
     sqlx::query_as!(
         Me,
-        r#"SELECT p.user_id, a.email, p.currency, p.country, p.kyc_tier, p.status, p.status_until, p.balance
+        r#"SELECT p.user_id, a.email, p.currency, p.country, p.kyc_tier, p.balance,
+                  -- A time-out or self-exclusion past its end is over.
+                  CASE WHEN p.status_until <= clock_timestamp() THEN 'active' ELSE p.status END AS "status!",
+                  CASE WHEN p.status_until <= clock_timestamp() THEN NULL ELSE p.status_until END AS status_until
            FROM players p JOIN accounts a ON a.player_id = p.id
            WHERE p.id = $1"#,
         player_id,

@@ -74,6 +74,8 @@ pub enum Action {
     PlayerDeposit,
     PlayerWithdrawal,
     PlayerKyc,
+    PlayerLimits,
+    PlayerExclusion,
     OperatorCreate,
     OperatorUpdate,
     ProviderKeyCreate,
@@ -86,12 +88,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order docs/API.md lists them.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
         Action::PlayerCreate,
         Action::PlayerStatus,
         Action::PlayerDeposit,
         Action::PlayerWithdrawal,
         Action::PlayerKyc,
+        Action::PlayerLimits,
+        Action::PlayerExclusion,
         Action::OperatorCreate,
         Action::OperatorUpdate,
         Action::ProviderKeyCreate,
@@ -109,6 +113,8 @@ impl Action {
             Action::PlayerDeposit => "player.deposit",
             Action::PlayerWithdrawal => "player.withdrawal",
             Action::PlayerKyc => "player.kyc",
+            Action::PlayerLimits => "player.limits",
+            Action::PlayerExclusion => "player.exclusion",
             Action::OperatorCreate => "operator.create",
             Action::OperatorUpdate => "operator.update",
             Action::ProviderKeyCreate => "provider_key.create",

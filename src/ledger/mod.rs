@@ -1,12 +1,14 @@
 //! The ledger: provider actions applied to player balances, exactly once.
 //!
 //! - `rules`: the money rules, in memory and free of I/O.
+//! - `limits`: responsible-gambling limits and their counters, in memory.
 //! - `process`: the hot path that locks a player, runs the rules and writes
 //!   the outcome in one batched statement.
 //! - `group`: group commit, many concurrent requests per transaction.
 //! - `partitions`: keeps the monthly ledger partitions ahead of the clock.
 
 pub mod group;
+pub mod limits;
 pub mod partitions;
 pub mod process;
 pub mod rules;

@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use uuid::Uuid;
 
+use super::limits::{Counted, Guard, LimitKind, Period};
 use super::{Action, Batch};
 use crate::domain::{floor_time, EntryKind, Flag, PlayerStatus};
 
@@ -34,6 +36,9 @@ pub enum Refusal {
     /// The player's KYC tier does not allow the operation.
     #[error("the player's KYC tier does not allow this")]
     KycTierForbids,
+    /// A responsible-gambling limit the player set would be passed.
+    #[error("the {period}'s {kind} limit would be exceeded")]
+    OverLimit { kind: LimitKind, period: Period },
     /// A stored action_id came again with another player, kind, amount or original.
     #[error("action_id {0} was already used with other parameters")]
     ActionReused(Uuid),
@@ -68,6 +73,18 @@ pub struct Player {
     pub country: Option<String>,
     /// 0, 1 or 2: which of the operator's KYC tiers the player is in.
     pub kyc_tier: i16,
+    /// When a time-out or self-exclusion ends by itself.
+    pub status_until: Option<DateTime<Utc>>,
+    /// The player's limits and counters; `None` for a player who never set one.
+    pub guard: Option<Guard>,
+}
+
+impl Player {
+    /// The status in force at `now`: a time-out or self-exclusion past its
+    /// end is over.
+    pub fn status_at(&self, now: DateTime<Utc>) -> PlayerStatus {
+        self.status.in_force(self.status_until, now)
+    }
 }
 
 /// What the player's operator allows a bet, as configured when the request
@@ -80,14 +97,18 @@ pub struct PlayPolicy {
     pub casino: Flag,
     /// The `play` of each KYC tier, by tier: a tier without it refuses bets.
     pub play_by_tier: [bool; 3],
+    /// The operator's time zone, which the periods of limits follow.
+    pub zone: Tz,
 }
 
 impl PlayPolicy {
     /// Everything allowed: what a request carries when its operator sets nothing.
     pub fn open() -> Arc<PlayPolicy> {
         static OPEN: std::sync::OnceLock<Arc<PlayPolicy>> = std::sync::OnceLock::new();
-        OPEN.get_or_init(|| Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [true; 3] }))
-            .clone()
+        OPEN.get_or_init(|| {
+            Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [true; 3], zone: Tz::UTC })
+        })
+        .clone()
     }
 
     fn allows_bets(&self, player: &Player) -> bool {
@@ -217,6 +238,8 @@ pub struct Wallet {
     pub effects: Effects,
     /// What the player's operator allows its bets.
     pub policy: Arc<PlayPolicy>,
+    /// An accepted request changed the player's limit counters.
+    pub counted: bool,
 }
 
 impl Wallet {
@@ -227,6 +250,7 @@ impl Wallet {
             stored: stored.into_iter().map(|a| (a.action_id(), a)).collect(),
             effects: Effects::default(),
             policy: PlayPolicy::open(),
+            counted: false,
         }
     }
 
@@ -240,15 +264,20 @@ impl Wallet {
             balance: self.player.balance,
             last_seq: self.player.last_seq,
             effects: Effects::default(),
+            guard: self.player.guard.clone(),
             batch,
         };
         let mut transactions = Vec::with_capacity(batch.actions.len());
         for action in &batch.actions {
             transactions.push((action.id(), draft.apply(action)?));
         }
-        let (balance, last_seq, effects) = (draft.balance, draft.last_seq, draft.effects);
+        let (balance, last_seq, effects, guard) = (draft.balance, draft.last_seq, draft.effects, draft.guard);
         self.player.balance = balance;
         self.player.last_seq = last_seq;
+        if guard != self.player.guard {
+            self.player.guard = guard;
+            self.counted = true;
+        }
         self.effects.absorb(effects);
         Ok(Receipt { transactions, balance })
     }
@@ -265,6 +294,8 @@ struct Draft<'a> {
     balance: i64,
     last_seq: i64,
     effects: Effects,
+    /// The player's limits and counters as this request leaves them.
+    guard: Option<Guard>,
     batch: &'a Batch,
 }
 
@@ -300,7 +331,7 @@ impl Draft<'_> {
     fn apply_new(&mut self, action: &Action) -> Result<Uuid, Refusal> {
         match *action {
             Action::Bet { amount, .. } => {
-                if !self.wallet.player.status.may_bet() {
+                if !self.wallet.player.status_at(self.wallet.now).may_bet() {
                     return Err(Refusal::PlayerBlocked);
                 }
                 if !self.wallet.policy.allows_bets(&self.wallet.player) {
@@ -310,7 +341,12 @@ impl Draft<'_> {
                     return Err(Refusal::KycTierForbids);
                 }
                 let amount = amount.minor_units();
+                let staked = Counted { staked: amount, ..Counted::default() };
+                if let Some(guard) = &self.guard {
+                    guard.check(self.wallet.policy.zone, self.wallet.now, staked)?;
+                }
                 let tx_id = self.record(action, amount, -amount, None)?;
+                self.count(staked);
                 self.rollup(self.wallet.bucket(), self.game_key()).total_bet += amount;
                 if let Some(game_id) = &self.batch.game_id {
                     let key = (self.wallet.bucket(), self.game_key(), game_id.clone());
@@ -321,6 +357,7 @@ impl Draft<'_> {
             Action::Win { amount, .. } => {
                 let amount = amount.minor_units();
                 let tx_id = self.record(action, amount, amount, None)?;
+                self.count(Counted { won: amount, ..Counted::default() });
                 self.rollup(self.wallet.bucket(), self.game_key()).total_win += amount;
                 Ok(tx_id)
             }
@@ -370,6 +407,7 @@ impl Draft<'_> {
         let game = original.game.clone().unwrap_or_default();
         let tx_id = if matches!(original.action, Action::Bet { .. }) {
             let tx_id = self.record(action, amount, amount, None)?;
+            self.uncount(original.processed_at, Counted { staked: amount, ..Counted::default() });
             let rollup = self.rollup(bucket, game.clone());
             rollup.total_bet -= amount;
             rollup.rolled_back_bet += amount;
@@ -379,6 +417,7 @@ impl Draft<'_> {
             tx_id
         } else {
             let tx_id = self.record(action, amount, -amount, None)?;
+            self.uncount(original.processed_at, Counted { won: amount, ..Counted::default() });
             let rollup = self.rollup(bucket, game);
             rollup.total_win -= amount;
             rollup.rolled_back_win += amount;
@@ -458,6 +497,20 @@ impl Draft<'_> {
         Ok(tx_id)
     }
 
+    /// Counts an operation processed now in a limited player's periods.
+    fn count(&mut self, counted: Counted) {
+        if let Some(guard) = &mut self.guard {
+            guard.count(self.wallet.policy.zone, self.wallet.now, counted);
+        }
+    }
+
+    /// Takes an operation processed at `at` out of a limited player's periods.
+    fn uncount(&mut self, at: DateTime<Utc>, counted: Counted) {
+        if let Some(guard) = &mut self.guard {
+            guard.uncount(at, counted);
+        }
+    }
+
     fn rollup(&mut self, bucket: DateTime<Utc>, game: String) -> &mut RollupDelta {
         self.effects.rollups.entry((bucket, game)).or_default()
     }
@@ -498,6 +551,8 @@ mod tests {
             last_seq: 0,
             country: Some("GB".into()),
             kyc_tier: 0,
+            status_until: None,
+            guard: None,
         };
         Wallet::new(player, now(), stored)
     }
@@ -706,6 +761,7 @@ mod tests {
         w.policy = Arc::new(PlayPolicy {
             casino: Flag::PerCountry { default: true, countries },
             play_by_tier: [true; 3],
+            zone: Tz::UTC,
         });
         assert_eq!(w.apply(&batch(vec![win(5), bet(1)])), Err(Refusal::GameForbidden));
         assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
@@ -723,7 +779,11 @@ mod tests {
     fn a_tier_without_play_refuses_bets_but_settles_open_rounds() {
         let original = bet(10);
         let mut w = wallet(100, PlayerStatus::Active, vec![processed(original, 1)]);
-        w.policy = Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [false, true, true] });
+        w.policy = Arc::new(PlayPolicy {
+            casino: Flag::Everywhere(true),
+            play_by_tier: [false, true, true],
+            zone: Tz::UTC,
+        });
         assert_eq!(w.apply(&batch(vec![win(5), bet(1)])), Err(Refusal::KycTierForbids));
         assert_eq!(w.player.balance, 100, "the refused request kept nothing");
         assert_eq!(w.apply(&batch(vec![win(5), rollback(original.id())])).unwrap().balance, 115);
@@ -747,7 +807,8 @@ mod tests {
     #[test]
     fn the_blocked_status_is_told_before_the_tier() {
         let mut w = wallet(100, PlayerStatus::CoolingOff, vec![]);
-        w.policy = Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [false; 3] });
+        w.policy =
+            Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [false; 3], zone: Tz::UTC });
         assert_eq!(w.apply(&batch(vec![bet(1)])), Err(Refusal::PlayerBlocked));
     }
 

@@ -193,6 +193,12 @@ impl Document {
         names.map(|name| (name.clone(), self.flag(&name, country))).collect()
     }
 
+    /// The time zone calendar periods follow (limits, age). A validated
+    /// document's zone parses; UTC stands in for one that does not.
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::Tz::UTC)
+    }
+
     /// The `casino` flag as the hot path checks it.
     pub fn casino(&self) -> Flag {
         self.features.get("casino").cloned().unwrap_or(Flag::Everywhere(true))

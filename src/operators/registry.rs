@@ -274,6 +274,7 @@ impl Registry {
         let policy = Arc::new(PlayPolicy {
             casino: operator.document.casino(),
             play_by_tier: operator.document.rules.play_by_tier(),
+            zone: operator.document.zone(),
         });
         Arc::new(Tenant {
             id: operator.id,

@@ -366,6 +366,33 @@ const CHECKS: &[Check] = &[
             FULL JOIN summarised s USING (day, operator_id, currency, player_id)
             WHERE e.player_id IS NULL OR s.player_id IS NULL"#,
     },
+    Check {
+        name: "limit_counters_match_the_ledger",
+        description: "every limited player's counters equal, for their period, the player's own \
+                      deposits and the stakes and wins not rolled back, summed from the ledger",
+        sql: r#"
+            WITH recomputed AS (
+                SELECT u.player_id, u.period,
+                       sum(l.amount) FILTER (WHERE l.kind = 'deposit'
+                                               AND k.request_fingerprint LIKE 'player:%') AS deposited,
+                       sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL) AS staked,
+                       sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL) AS won
+                FROM limit_usage u
+                JOIN ledger l ON l.player_id = u.player_id
+                             AND l.created_at >= u.period_start AND l.created_at < u.period_end
+                LEFT JOIN actions a ON a.action_id = l.action_id
+                LEFT JOIN idempotency_keys k ON k.player_id = l.player_id AND k.tx_id = l.tx_id
+                GROUP BY u.player_id, u.period
+            )
+            SELECT format('player %s, %s from %s: counters deposited %s, staked %s, won %s; \
+                           the ledger says %s, %s, %s', u.player_id, u.period, u.period_start,
+                          u.deposited, u.staked, u.won,
+                          coalesce(r.deposited, 0), coalesce(r.staked, 0), coalesce(r.won, 0))
+            FROM limit_usage u
+            LEFT JOIN recomputed r USING (player_id, period)
+            WHERE (u.deposited, u.staked, u.won)
+                  <> (coalesce(r.deposited, 0), coalesce(r.staked, 0), coalesce(r.won, 0))"#,
+    },
 ];
 /// What one check found.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Origin};
 use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
-use crate::ledger::process::lock_player;
+use crate::ledger::limits::Counted;
+use crate::ledger::process::{lock_players, write_usage};
 use crate::ledger::rules::{apply_change, Refusal};
-use crate::operators::document::{KycTier, Rules};
+use crate::operators::document::{Document, KycTier};
 pub use crate::paging::{page, HistoryCursor};
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,23 +66,32 @@ pub async fn create_player(
     Ok((existing, false))
 }
 
-pub async fn find_player(pool: &PgPool, operator: i16, user_id: &UserId) -> AppResult<PlayerView> {
+/// A player as the back office shows it, with the status in force now (a
+/// time-out or self-exclusion past its end is over).
+pub async fn find_player<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    operator: i16,
+    user_id: &UserId,
+) -> AppResult<PlayerView> {
     sqlx::query_as!(
         PlayerView,
-        r#"SELECT user_id, currency, balance, status, created_at
+        r#"SELECT user_id, currency, balance, created_at,
+                  CASE WHEN status_until <= clock_timestamp() THEN 'active' ELSE status END AS "status!"
            FROM players WHERE operator_id = $1 AND user_id = $2"#,
         operator,
         user_id.as_str(),
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?
     .ok_or(AppError::PlayerNotFound)
 }
 
 /// Blocks, self-excludes or reactivates a player. Bets are refused (code 110)
 /// unless the player is active; wins and rollbacks are always accepted. A
-/// change of status is audited with the status before and after; setting
-/// the status the player already has changes nothing and writes no entry.
+/// time-out or self-exclusion in force cannot be lifted or replaced: any
+/// other status is 409 code 131. A change of status is audited with the
+/// status before and after; setting the status the player already has
+/// changes nothing and writes no entry.
 pub async fn set_status(
     pool: &PgPool,
     operator: i16,
@@ -90,35 +100,42 @@ pub async fn set_status(
     status: PlayerStatus,
 ) -> AppResult<PlayerView> {
     let mut tx = pool.begin().await?;
-    // The old status comes from the row locked by the subquery, so it is the
-    // one this update replaced.
-    let changed = sqlx::query!(
-        r#"UPDATE players p SET status = $3, updated_at = now()
-           FROM (SELECT id, status FROM players WHERE operator_id = $1 AND user_id = $2 FOR UPDATE) old
-           WHERE p.id = old.id
-           RETURNING p.user_id, p.currency, p.balance, p.status, p.created_at, old.status AS previous"#,
+    let old = sqlx::query!(
+        r#"SELECT id, status, status_until, clock_timestamp() AS "now!"
+           FROM players WHERE operator_id = $1 AND user_id = $2 FOR UPDATE"#,
         operator,
         user_id.as_str(),
-        status.as_str(),
     )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(AppError::PlayerNotFound)?;
-    if changed.previous != changed.status {
+    let previous: PlayerStatus = old.status.parse().map_err(AppError::internal)?;
+    let in_force = previous.in_force(old.status_until, old.now);
+    if in_force.is_exclusion() && in_force != status {
+        let end = old.status_until.map_or("permanently".to_string(), |t| format!("until {}", t.to_rfc3339()));
+        return Err(AppError::ExclusionInForce(format!(
+            "the player is {} {end}; it cannot be lifted or replaced",
+            in_force.as_str()
+        )));
+    }
+    if in_force != status {
+        sqlx::query!(
+            "UPDATE players SET status = $2, status_until = NULL, updated_at = $3 WHERE id = $1",
+            old.id,
+            status.as_str(),
+            old.now,
+        )
+        .execute(&mut *tx)
+        .await?;
         let entry = origin
             .entry(Some(operator), Action::PlayerStatus, audit::target("player", user_id))
-            .before(json!({"status": changed.previous}))
-            .after(json!({"status": changed.status}));
+            .before(json!({"status": in_force.as_str()}))
+            .after(json!({"status": status.as_str()}));
         audit::record(&mut tx, &entry).await?;
     }
+    let view = find_player(&mut *tx, operator, user_id).await?;
     tx.commit().await?;
-    Ok(PlayerView {
-        user_id: changed.user_id,
-        currency: changed.currency,
-        balance: changed.balance,
-        status: changed.status,
-        created_at: changed.created_at,
-    })
+    Ok(view)
 }
 
 /// The answer to a deposit or withdrawal, stored with its idempotency key.
@@ -134,10 +151,10 @@ pub enum Requester<'a> {
     /// A staff adjustment (§2): audited, never gated by KYC.
     Staff,
     /// The player's own cashier, or the operator's payment provider confirming
-    /// one of the player's payments: gated by the player's KYC tier under
-    /// these rules of the player's operator, and counted in the player's
-    /// lifetime deposits.
-    Player(&'a Rules),
+    /// one of the player's payments: gated by the player's status, KYC tier
+    /// and deposit limits under the rules of the player's operator, and
+    /// counted in the player's lifetime deposits and limit counters.
+    Player(&'a Document),
 }
 
 impl Requester<'_> {
@@ -199,7 +216,9 @@ pub async fn move_money(
     let fingerprint = format!("{}{}:{}", requester.label(), kind.as_str(), amount);
 
     let mut tx = pool.begin().await?;
-    let player = lock_player(&mut tx, operator, user_id).await?.ok_or(AppError::PlayerNotFound)?;
+    let key = (operator, user_id.as_str().to_owned());
+    let mut locked = lock_players(&mut tx, std::slice::from_ref(&key)).await?;
+    let (mut player, now) = (locked.players.remove(&key).ok_or(AppError::PlayerNotFound)?, locked.now);
     // The player's lifetime deposits come with the key's lookup: no extra round trip.
     let earlier = sqlx::query!(
         r#"SELECT p.own_deposits, k.request_fingerprint AS "request_fingerprint?", k.tx_id AS "tx_id?",
@@ -222,13 +241,23 @@ pub async fn move_money(
     }
     let own_deposit = match requester {
         Requester::Staff => 0,
-        Requester::Player(rules) => {
-            kyc_allows(&rules.kyc_tier(player.kyc_tier), kind, amount, earlier.own_deposits)?;
-            if kind == EntryKind::Deposit {
-                amount.minor_units()
-            } else {
-                0
+        // Cash can always be taken out, excluded or not.
+        Requester::Player(document) if kind == EntryKind::Withdrawal => {
+            kyc_allows(&document.rules.kyc_tier(player.kyc_tier), kind, amount, earlier.own_deposits)?;
+            0
+        }
+        Requester::Player(document) => {
+            if !player.status_at(now).may_bet() {
+                return Err(Refusal::PlayerBlocked.into());
             }
+            kyc_allows(&document.rules.kyc_tier(player.kyc_tier), kind, amount, earlier.own_deposits)?;
+            if let Some(guard) = &mut player.guard {
+                let counted = Counted { deposited: amount.minor_units(), ..Counted::default() };
+                guard.check(document.zone(), now, counted)?;
+                guard.count(document.zone(), now, counted);
+                write_usage(&mut tx, player.id, guard).await?;
+            }
+            amount.minor_units()
         }
     };
 
@@ -239,14 +268,13 @@ pub async fn move_money(
         r#"
         WITH entry AS (
             INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before, balance_after)
-            VALUES ($1, $2, clock_timestamp(), $3, $4::text::entry_kind, $5, $6, $7)
+            VALUES ($1, $2, $11, $3, $4::text::entry_kind, $5, $6, $7)
         ),
         key AS (
             INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint, tx_id, balance_after)
             VALUES ($1, $8, $9, $3, $7)
         )
-        UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10,
-                           updated_at = clock_timestamp()
+        UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10, updated_at = $11
         WHERE id = $1
         "#,
         player.id,
@@ -259,6 +287,7 @@ pub async fn move_money(
         idempotency_key,
         fingerprint,
         own_deposit,
+        now,
     )
     .execute(&mut *tx)
     .await?;

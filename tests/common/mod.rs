@@ -3,6 +3,8 @@
 //! rejected request changed nothing.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod bluestar;
+
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;
@@ -215,6 +217,8 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("accounts", "player_id"),
         ("player_sessions", "session_id"),
         ("login_failures", "operator_id, email_key"),
+        ("player_limits", "player_id, kind, period"),
+        ("limit_usage", "player_id, period"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))

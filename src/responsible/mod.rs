@@ -1,0 +1,292 @@
+//! Responsible gambling (§9): the player's deposit, loss and wager limits,
+//! time-outs and self-exclusions, and the back office's view of limits.
+//!
+//! - `store`: changes under the player's row lock, audited.
+//!
+//! The rules themselves live with the money: `ledger::limits` checks and
+//! counts every bet in the group-commit path and every own deposit in the
+//! cashier, and `ledger::rules` refuses bets while an exclusion is in force.
+
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::Method;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::accounts::PlayerSession;
+use crate::domain::{Amount, UserId};
+use crate::error::{AppError, AppResult};
+use crate::http::{JsonBody, PathParams};
+use crate::ledger::limits::{Guard, LimitKind, Period};
+use crate::operators::document::Document;
+use crate::staff::{BackOffice, Caller, Permission};
+use crate::AppState;
+use store::StatusView;
+
+/// The player's own routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/me/limits", get(my_limits).put(set_my_limits))
+        .route("/v1/me/time-out", post(time_out))
+        .route("/v1/me/self-exclusion", post(self_exclusion))
+}
+
+/// The back office's routes: read and lower a player's limits.
+pub fn back_office() -> BackOffice {
+    BackOffice::default()
+        .route(Method::GET, "/v1/players/{user_id}/limits", Permission::LowerLimits, player_limits)
+        .route(Method::PUT, "/v1/players/{user_id}/limits", Permission::LowerLimits, lower_player_limits)
+}
+
+/// Who changes limits: the player may do anything (raises and removals
+/// wait), staff may only lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Player,
+    Staff,
+}
+
+/// A limits request: `(kind, period, amount or None to remove)`, each named once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request(pub Vec<(LimitKind, Period, Option<i64>)>);
+
+impl Request {
+    /// Parses `{"deposit":{"day":A,"week":B,"month":C},"loss":{…},"wager":{…}}`,
+    /// any subset, each amount in minor units or `null`; a problem is a 400
+    /// naming the field.
+    pub fn parse(body: &Value) -> AppResult<Request> {
+        let kinds = body.as_object().ok_or_else(|| AppError::bad_request("body", "must be a JSON object"))?;
+        let mut wanted = Vec::new();
+        for (kind_name, periods) in kinds {
+            let kind = LimitKind::ALL.into_iter().find(|k| k.as_str() == kind_name).ok_or_else(|| {
+                AppError::bad_request(kind_name, "is not a limit; use deposit, loss or wager")
+            })?;
+            let periods = periods.as_object().ok_or_else(|| {
+                AppError::bad_request(kind_name, "must be an object of day, week and month")
+            })?;
+            for (period_name, amount) in periods {
+                let field = format!("{kind_name}.{period_name}");
+                let period =
+                    Period::ALL.into_iter().find(|p| p.as_str() == period_name).ok_or_else(|| {
+                        AppError::bad_request(&field, "is not a period; use day, week or month")
+                    })?;
+                let amount = match amount {
+                    Value::Null => None,
+                    value => {
+                        let amount =
+                            value.as_i64().and_then(|n| Amount::try_from(n).ok()).ok_or_else(|| {
+                                AppError::bad_request(
+                                    &field,
+                                    "must be an amount in minor units (0 ..= 10^15) or null",
+                                )
+                            })?;
+                        Some(amount.minor_units())
+                    }
+                };
+                wanted.push((kind, period, amount));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(AppError::bad_request("body", "must name at least one limit"));
+        }
+        Ok(Request(wanted))
+    }
+}
+
+/// One limit as `GET …/limits` shows it.
+#[derive(Debug, Serialize)]
+pub struct LimitView {
+    pub amount: i64,
+    /// What the period has used: for `loss`, stakes minus wins, negative
+    /// while the player is ahead.
+    pub used: i64,
+    pub remaining: i64,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub pending: Option<PendingView>,
+}
+
+/// A raise or removal waiting out the operator's delay.
+#[derive(Debug, Serialize)]
+pub struct PendingView {
+    /// `None`: the limit will be removed.
+    pub amount: Option<i64>,
+    pub effective_at: DateTime<Utc>,
+}
+
+/// Every limit in force, by kind and period.
+pub type LimitsView = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>;
+
+/// The view of `guard` at `now` in `zone`.
+pub fn view(guard: &Guard, zone: Tz, now: DateTime<Utc>) -> LimitsView {
+    let mut view = LimitsView::new();
+    for limit in &guard.limits {
+        let Some(amount) = limit.in_force(now) else { continue };
+        let usage = guard.current(limit.period, zone, now);
+        let used = usage.used(limit.kind);
+        let clamp = |n: i128| i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX });
+        let shown = LimitView {
+            amount,
+            used: clamp(used),
+            remaining: clamp((i128::from(amount) - used).max(0)),
+            period_start: usage.period_start,
+            period_end: usage.period_end,
+            pending: limit.pending(now).map(|(amount, effective_at)| PendingView { amount, effective_at }),
+        };
+        view.entry(limit.kind).or_default().insert(limit.period, shown);
+    }
+    view
+}
+
+fn delay(document: &Document) -> TimeDelta {
+    TimeDelta::hours(document.rules.limit_increase_delay_hours.into())
+}
+
+async fn my_limits(State(state): State<AppState>, session: PlayerSession) -> AppResult<Json<LimitsView>> {
+    let (guard, now) = store::guard_of(&state.pool, session.tenant.id, &session.user_id).await?;
+    Ok(Json(view(&guard, session.tenant.document.zone(), now)))
+}
+
+async fn set_my_limits(
+    State(state): State<AppState>,
+    session: PlayerSession,
+    JsonBody(body): JsonBody<Value>,
+) -> AppResult<Json<LimitsView>> {
+    let request = Request::parse(&body)?;
+    let document = &session.tenant.document;
+    let (guard, now) = store::set_limits(
+        &state.pool,
+        session.tenant.id,
+        &session.origin,
+        Who::Player,
+        &session.user_id,
+        &request,
+        delay(document),
+        document.zone(),
+    )
+    .await?;
+    Ok(Json(view(&guard, document.zone(), now)))
+}
+
+fn user_id(raw: String) -> AppResult<UserId> {
+    UserId::try_from(raw).map_err(|e| AppError::bad_request("user_id", e))
+}
+
+/// The operator's document, for its zone and delay.
+fn document_of(
+    state: &AppState,
+    operator: i16,
+) -> AppResult<std::sync::Arc<crate::operators::registry::Tenant>> {
+    state.operators.by_id(operator).ok_or(AppError::OperatorNotFound)
+}
+
+async fn player_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(raw): PathParams<String>,
+) -> AppResult<Json<LimitsView>> {
+    let user_id = user_id(raw)?;
+    let tenant = document_of(&state, caller.operator)?;
+    let (guard, now) = store::guard_of(&state.pool, caller.operator, &user_id).await?;
+    Ok(Json(view(&guard, tenant.document.zone(), now)))
+}
+
+async fn lower_player_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(raw): PathParams<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> AppResult<Json<LimitsView>> {
+    let user_id = user_id(raw)?;
+    let request = Request::parse(&body)?;
+    let tenant = document_of(&state, caller.operator)?;
+    let zone = tenant.document.zone();
+    let (guard, now) = store::set_limits(
+        &state.pool,
+        caller.operator,
+        &caller.origin,
+        Who::Staff,
+        &user_id,
+        &request,
+        delay(&tenant.document),
+        zone,
+    )
+    .await?;
+    Ok(Json(view(&guard, zone, now)))
+}
+
+/// A time-out or self-exclusion the player takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    TimeOut { days: u32 },
+    SelfExclusion { months: u32 },
+    Permanent,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeOut {
+    days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelfExclusion {
+    months: Option<u32>,
+    permanent: Option<bool>,
+}
+
+async fn time_out(
+    State(state): State<AppState>,
+    session: PlayerSession,
+    JsonBody(body): JsonBody<TimeOut>,
+) -> AppResult<Json<StatusView>> {
+    if ![1, 7, 30, 60, 90].contains(&body.days) {
+        return Err(AppError::bad_request("days", "must be 1, 7, 30, 60 or 90"));
+    }
+    exclude(&state, &session, Exclusion::TimeOut { days: body.days }).await
+}
+
+async fn self_exclusion(
+    State(state): State<AppState>,
+    session: PlayerSession,
+    JsonBody(body): JsonBody<SelfExclusion>,
+) -> AppResult<Json<StatusView>> {
+    let exclusion = match (body.months, body.permanent) {
+        (Some(months), None) if [6, 12, 60].contains(&months) => Exclusion::SelfExclusion { months },
+        (Some(_), None) => return Err(AppError::bad_request("months", "must be 6, 12 or 60")),
+        (None, Some(true)) => Exclusion::Permanent,
+        (None, Some(false)) => return Err(AppError::bad_request("permanent", "must be true when given")),
+        (None, None) | (Some(_), Some(_)) => {
+            return Err(AppError::bad_request(
+                "body",
+                "give either months (6, 12 or 60) or \"permanent\": true",
+            ))
+        }
+    };
+    exclude(&state, &session, exclusion).await
+}
+
+async fn exclude(
+    state: &AppState,
+    session: &PlayerSession,
+    exclusion: Exclusion,
+) -> AppResult<Json<StatusView>> {
+    let view = store::exclude(
+        &state.pool,
+        session.tenant.id,
+        &session.origin,
+        &session.user_id,
+        exclusion,
+        session.session_id,
+    )
+    .await?;
+    Ok(Json(view))
+}
