@@ -125,7 +125,7 @@ pub async fn set_limits(
         return Ok((guard, now));
     }
     if player.guard.is_none() {
-        start_counting(&mut tx, player.id, zone, now).await?;
+        start_counting(&mut tx, &[player.id], zone, now).await?;
     }
     let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
     for (kind, period, current, outcome) in &changes {
@@ -178,26 +178,28 @@ fn audited(limit: &Limit) -> Value {
     json!({"amount": limit.amount, "pending_amount": limit.pending_amount, "pending_at": limit.pending_at})
 }
 
-/// Turns a player's counters on: marks the player limited and makes the
-/// counters of the periods in progress from the ledger. Runs under the
-/// player's lock, so no operation falls between the sums and the flag.
+/// Turns players' counters on: marks them limited and makes the counters
+/// of the periods in progress from the ledger. Runs under the players'
+/// locks (or before they play at all), so no operation falls between the
+/// sums and the flag.
 pub async fn start_counting(
     conn: &mut PgConnection,
-    player_id: i64,
+    player_ids: &[i64],
     zone: Tz,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     let spans = Period::ALL.map(|period| period.span(zone, now));
     sqlx::query!(
-        r#"WITH flag AS (UPDATE players SET limited = true WHERE id = $1)
+        r#"WITH flag AS (UPDATE players SET limited = true WHERE id = ANY($1))
            INSERT INTO limit_usage (player_id, period, period_start, period_end, deposited, staked, won)
-           SELECT $1, b.period, b.period_start, b.period_end, s.deposited, s.staked, s.won
-           FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS b (period, period_start, period_end)
-           CROSS JOIN LATERAL limit_sums($1, b.period_start, b.period_end) AS s
+           SELECT p.id, b.period, b.period_start, b.period_end, s.deposited, s.staked, s.won
+           FROM unnest($1::int8[]) AS p (id)
+           CROSS JOIN unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS b (period, period_start, period_end)
+           CROSS JOIN LATERAL limit_sums(p.id, b.period_start, b.period_end) AS s
            ON CONFLICT (player_id, period) DO UPDATE
            SET period_start = excluded.period_start, period_end = excluded.period_end,
                deposited = excluded.deposited, staked = excluded.staked, won = excluded.won"#,
-        player_id,
+        player_ids,
         &Period::ALL.map(Period::as_str) as _,
         &spans.map(|s| s.start),
         &spans.map(|s| s.end),

@@ -27,6 +27,11 @@ pub struct SeedArgs {
     /// The operator (code) the players belong to.
     #[arg(long, default_value = "default")]
     pub operator: String,
+    /// Give every player deposit, loss and wager limits on the day, week and
+    /// month, each of AMOUNT (the largest amount by default, which no bench
+    /// reaches): how `scripts/bench-ab` measures what limits cost a bet.
+    #[arg(long, value_name = "AMOUNT", num_args = 0..=1, default_missing_value = "1000000000000000")]
+    pub limits: Option<i64>,
 }
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
@@ -47,6 +52,12 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         args.players - created,
         started.elapsed()
     );
+    if let Some(amount) = args.limits {
+        let amount = Amount::try_from(amount).context("--limits")?;
+        let started = Instant::now();
+        let limited = seed_limits(&pool, operator, &args.prefix, args.players, amount.minor_units()).await?;
+        println!("set 9 limits of {amount} on each of {limited} players in {:.2?}", started.elapsed());
+    }
     pool.close().await;
     Ok(())
 }
@@ -98,4 +109,46 @@ pub async fn seed_players(
     .fetch_one(pool)
     .await?;
     Ok(created)
+}
+
+/// Sets deposit, loss and wager limits of `amount` on every period for
+/// players `<prefix>1 … <prefix>n`, counting what each did so far, in one
+/// transaction.
+async fn seed_limits(
+    pool: &sqlx::PgPool,
+    operator: i16,
+    prefix: &str,
+    n: i64,
+    amount: i64,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let zone = sqlx::query_scalar!("SELECT config->>'timezone' FROM operators WHERE id = $1", operator)
+        .fetch_one(&mut *tx)
+        .await?
+        .and_then(|zone| zone.parse().ok())
+        .unwrap_or(chrono_tz::Tz::UTC);
+    let ids = sqlx::query_scalar!(
+        r#"SELECT p.id FROM players p JOIN generate_series(1, $3::int8) AS g ON p.user_id = $2 || g
+           WHERE p.operator_id = $1 ORDER BY p.id FOR UPDATE"#,
+        operator,
+        prefix,
+        n,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    crate::responsible::store::start_counting(&mut tx, &ids, zone, chrono::Utc::now()).await?;
+    sqlx::query!(
+        r#"INSERT INTO player_limits (player_id, kind, period, amount)
+           SELECT p.id, k.kind, d.period, $2
+           FROM unnest($1::int8[]) AS p (id)
+           CROSS JOIN unnest(ARRAY['deposit', 'loss', 'wager']) AS k (kind)
+           CROSS JOIN unnest(ARRAY['day', 'week', 'month']) AS d (period)
+           ON CONFLICT (player_id, kind, period) DO UPDATE SET amount = excluded.amount"#,
+        &ids,
+        amount,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ids.len())
 }
