@@ -413,7 +413,10 @@ async fn send(client: &reqwest::Client, base: &str, request: &ProviderRequest) -
     }
 }
 
-/// Creates the players and gives each the starting balance (idempotently).
+/// Creates the players and gives each the starting balance (idempotently),
+/// and limits of every kind and period too high to refuse anything, so that
+/// every request also checks and counts them and `wallet reconcile` proves
+/// the counters exact after the fault.
 async fn open_accounts(base: &str, workload: &Workload) {
     let client = client();
     for user_id in &workload.players {
@@ -435,6 +438,15 @@ async fn open_accounts(base: &str, workload: &Workload) {
             .await
             .unwrap();
         assert!(deposit.status().is_success(), "{}", deposit.status());
+        let high = json!({"day": 1_000_000_000_000_i64, "week": 1_000_000_000_000_i64, "month": 1_000_000_000_000_i64});
+        let limits = client
+            .put(format!("{base}/v1/players/{encoded}/limits"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"deposit": high, "loss": high, "wager": high}))
+            .send()
+            .await
+            .unwrap();
+        assert!(limits.status().is_success(), "{}", limits.status());
     }
 }
 

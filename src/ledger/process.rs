@@ -3,15 +3,17 @@
 //! ```text
 //! BEGIN; SET LOCAL plan_cache_mode = force_generic_plan
 //! SELECT …, clock_timestamp() FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
-//! SELECT … FROM actions              -- 2. the originals rollbacks name, after the lock (if any)
+//! SELECT … FROM player_limits, limit_usage  -- 2. limited players' limits and counters (if any)
+//! SELECT … FROM actions              -- 3. the originals rollbacks name, after the lock (if any)
 //!   … rules run in memory, request by request …
-//! WITH … INSERT/UPDATE … UPDATE players                              -- 3. one statement writes everything
+//! WITH … INSERT/UPDATE … UPDATE players                              -- 4. one statement writes everything
 //! COMMIT
 //! ```
 //!
-//! Four round trips whatever the number of actions, five when a rollback
-//! names an original, and whatever the number of requests processed together
-//! (see `group.rs`); nothing is queried inside a loop. A request the rules
+//! Four round trips whatever the number of actions, one more when a
+//! rollback names an original and one more when a player of the group has
+//! set a responsible-gambling limit, and whatever the number of requests
+//! processed together (see `group.rs`); nothing is queried inside a loop. A request the rules
 //! refuse leaves no trace: its effects are never added to what gets written.
 //!
 //! Step 2 does not look up the actions' own ids: they are new but for the rare
