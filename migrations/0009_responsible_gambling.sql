@@ -2,69 +2,62 @@
 -- week and month, and the counters that enforce them (docs/ARCHITECTURE.md,
 -- "Responsible gambling").
 --
--- Only players who have set a limit pay for them: `players.limited` turns on
--- with the first limit and stays on, and the hot path reads limits and
--- counters, and writes counters, only for such players. The counters are kept
--- from that moment on; the ones of the periods in progress then are
--- recomputed from the ledger when the first limit is set.
+-- A player's limits and counters are one document on the wallet row, `guard`,
+-- NULL for every player who never set a limit. The hot path reads and writes
+-- it with the row lock it already holds, so checking limits costs no query,
+-- no round trip and no other row, and players without limits pay for a NULL.
+--
+--   {"limits": [{"kind": "loss", "period": "day", "amount": 500,
+--                "pending_amount": 800, "pending_at": "2026-11-28T10:00:00Z"}, …],
+--    "usage":  [{"period": "day", "period_start": "…", "period_end": "…",
+--                "deposited": 0, "staked": 1200, "won": 900}, …]}
+--
+-- `limits`: at most one per kind and period; `amount` is in force until
+-- `pending_at`, then `pending_amount` (absent: the limit is removed), a raise
+-- or removal waiting out the operator's `limit_increase_delay_hours`.
+-- `usage`: the latest period of each length, [period_start, period_end) in
+-- the operator's time zone, and its sums: own deposits (not staff
+-- adjustments), stakes of bets not rolled back, wins not rolled back.
 
-ALTER TABLE players ADD COLUMN limited BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE players ADD COLUMN guard JSONB;
 
--- One limit per player, kind and period. `amount` is the limit in force
--- until `pending_at`; a raise or a removal waits out the operator's
--- `limit_increase_delay_hours` as `pending_amount` (NULL: the removal) and
--- takes over by itself at `pending_at`, whoever reads the row then.
-CREATE TABLE player_limits (
-    player_id      BIGINT NOT NULL REFERENCES players (id),
-    kind           TEXT NOT NULL CHECK (kind IN ('deposit', 'loss', 'wager')),
-    period         TEXT NOT NULL CHECK (period IN ('day', 'week', 'month')),
-    amount         BIGINT NOT NULL CHECK (amount BETWEEN 0 AND 1000000000000000),
-    pending_amount BIGINT CHECK (pending_amount BETWEEN 0 AND 1000000000000000),
-    pending_at     TIMESTAMPTZ,
-    updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (player_id, kind, period),
-    -- Only a raise waits: a lower amount applies at once.
-    CHECK (pending_amount IS NULL OR (pending_at IS NOT NULL AND pending_amount > amount))
-);
-REVOKE ALL ON player_limits FROM PUBLIC;
+-- What the service relies on, checked by the database on every write.
+-- A missing or mistyped field makes a predicate NULL, which counts as false.
+CREATE FUNCTION guard_is_valid(guard JSONB) RETURNS BOOLEAN
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(
+        jsonb_typeof(guard->'limits') = 'array'
+        AND jsonb_typeof(guard->'usage') = 'array'
+        AND (SELECT count(*) = count(DISTINCT (l->>'kind', l->>'period'))
+                    AND bool_and(coalesce(
+                        l->>'kind' IN ('deposit', 'loss', 'wager')
+                        AND l->>'period' IN ('day', 'week', 'month')
+                        AND jsonb_typeof(l->'amount') = 'number'
+                        AND (l->>'amount')::numeric BETWEEN 0 AND 1000000000000000
+                        -- Only a raise waits, and it waits until a time.
+                        AND (l->'pending_amount' IS NULL
+                             OR ((l->>'pending_amount')::numeric > (l->>'amount')::numeric
+                                 AND (l->>'pending_amount')::numeric <= 1000000000000000))
+                        AND (l->'pending_amount' IS NULL OR l->'pending_at' IS NOT NULL), false))
+                        IS NOT FALSE
+             FROM jsonb_array_elements(guard->'limits') AS l)
+        AND (SELECT count(*) = count(DISTINCT u->>'period')
+                    AND bool_and(coalesce(
+                        u->>'period' IN ('day', 'week', 'month')
+                        AND (u->>'period_end')::timestamptz > (u->>'period_start')::timestamptz
+                        AND (u->>'deposited')::numeric >= 0
+                        AND (u->>'staked')::numeric >= 0
+                        AND (u->>'won')::numeric >= 0, false))
+                        IS NOT FALSE
+             FROM jsonb_array_elements(guard->'usage') AS u),
+        false)
+$$;
 
--- What a limited player did in the latest period of each length: the sums a
--- limit is checked against, for the period [period_start, period_end) in the
--- operator's time zone. `staked` counts bets not rolled back, `won` wins not
--- rolled back, `deposited` the player's own deposits (not staff adjustments).
--- A new period replaces the row; a rollback changes it only while the row is
--- still the period its original belongs to.
-CREATE TABLE limit_usage (
-    player_id    BIGINT NOT NULL REFERENCES players (id),
-    period       TEXT NOT NULL CHECK (period IN ('day', 'week', 'month')),
-    period_start TIMESTAMPTZ NOT NULL,
-    period_end   TIMESTAMPTZ NOT NULL,
-    deposited    BIGINT NOT NULL CHECK (deposited >= 0),
-    staked       BIGINT NOT NULL CHECK (staked >= 0),
-    won          BIGINT NOT NULL CHECK (won >= 0),
-    PRIMARY KEY (player_id, period),
-    CHECK (period_end > period_start)
-);
-REVOKE ALL ON limit_usage FROM PUBLIC;
+ALTER TABLE players ADD CONSTRAINT players_guard_check CHECK (guard IS NULL OR guard_is_valid(guard));
 
--- A limit belongs to a limited player: the flag is what makes the hot path
--- read it.
-CREATE FUNCTION player_limits_mark_limited() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT (SELECT limited FROM players WHERE id = NEW.player_id) THEN
-        RAISE EXCEPTION 'player % has a limit but is not marked limited', NEW.player_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'player_limits_limited';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE CONSTRAINT TRIGGER player_limits_limited
-    AFTER INSERT OR UPDATE ON player_limits
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION player_limits_mark_limited();
-
--- What a player's ledger says the counters of [period_from, period_to) are:
--- how the counters of the periods in progress are made when a player sets a
--- first limit. (`wallet reconcile` recomputes every row independently.)
+-- What a player's ledger says the sums of [period_from, period_to) are: how
+-- the counters of the periods in progress are made when a player sets a
+-- first limit. (`wallet reconcile` recomputes every counter independently.)
 -- Own deposits are those of the player's cashier, whose idempotency keys'
 -- fingerprints say `player:`; bets and wins count unless rolled back.
 CREATE FUNCTION limit_sums(p_player BIGINT, period_from TIMESTAMPTZ, period_to TIMESTAMPTZ)

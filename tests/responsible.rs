@@ -89,12 +89,14 @@ async fn a_new_or_lower_limit_applies_at_once_and_a_raise_or_removal_waits(pool:
     let (_, view) = set_limits(&server, &token, json!({"wager": {"day": null}})).await;
     assert_eq!(view["wager"]["day"]["pending"]["amount"], Value::Null, "{view}");
     assert_eq!(view["wager"]["day"]["amount"], 2_000);
-    sqlx::query(
-        "UPDATE player_limits SET pending_at = now() - interval '1 second' WHERE pending_at IS NOT NULL",
+    // Its time comes (the stored time moved back a day).
+    sql(
+        &pool,
+        "UPDATE players SET guard = jsonb_set(guard, '{limits}', (SELECT jsonb_agg(CASE WHEN l ? 'pending_at' \
+         THEN jsonb_set(l, '{pending_at}', to_jsonb(now() - interval '1 second')) ELSE l END) \
+         FROM jsonb_array_elements(guard->'limits') l)) WHERE guard IS NOT NULL",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let (status, view) = as_player(&server, Method::GET, "/v1/me/limits", &token, None).await;
     assert_eq!(status, 200);
     assert_eq!(view["wager"].as_object().unwrap().keys().collect::<Vec<_>>(), ["month"], "{view}");
@@ -390,11 +392,36 @@ async fn reconcile_finds_a_counter_that_differs_from_the_ledger(pool: PgPool) {
     set_limits(&server, &token, json!({"wager": {"week": 1_000}})).await;
     play(&server, &secret, &user_id, vec![bet(id(), 100)]).await;
     assert_reconciles(&pool).await;
-    sqlx::query("UPDATE limit_usage SET staked = staked - 1 WHERE period = 'week'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sql(
+        &pool,
+        "UPDATE players SET guard = jsonb_set(guard, '{usage}', (SELECT jsonb_agg(CASE WHEN u->>'period' = 'week' \
+         THEN jsonb_set(u, '{staked}', to_jsonb((u->>'staked')::int8 - 1)) ELSE u END) \
+         FROM jsonb_array_elements(guard->'usage') u)) WHERE guard IS NOT NULL",
+    )
+    .await;
     let report = reconcile(&pool).await.unwrap();
     let check = report.checks.iter().find(|c| c.name == "limit_counters_match_the_ledger").unwrap();
     assert_eq!(check.mismatches, 1, "{check:?}");
+}
+
+#[sqlx::test]
+async fn the_database_refuses_a_guard_that_breaks_its_rules(pool: PgPool) {
+    let server = TestServer::start(pool.clone()).await;
+    let (_, token, _) = funded_player(&server, json!({})).await;
+    set_limits(&server, &token, json!({"wager": {"week": 1_000}, "loss": {"day": 500}})).await;
+    for (problem, edit) in [
+        ("a negative sum", "jsonb_set(guard, '{usage,0,staked}', '-1')"),
+        ("an amount past the range", "jsonb_set(guard, '{limits,0,amount}', '1000000000000001')"),
+        ("a waiting change that lowers", "jsonb_set(guard, '{limits,0,pending_amount}', '1')"),
+        ("an unknown kind", "jsonb_set(guard, '{limits,0,kind}', '\"bets\"')"),
+        ("two limits of one kind and period", "jsonb_set(guard, '{limits,1}', guard->'limits'->0)"),
+        ("no usage", "guard - 'usage'"),
+    ] {
+        let refused = sqlx::query(&format!("UPDATE players SET guard = {edit} WHERE guard IS NOT NULL"))
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        let constraint = refused.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
+        assert_eq!(constraint.as_deref(), Some("players_guard_check"), "{problem}: {refused}");
+    }
 }

@@ -138,7 +138,9 @@ pub struct Limit {
     pub kind: LimitKind,
     pub period: Period,
     pub amount: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_at: Option<DateTime<Utc>>,
 }
 
@@ -196,13 +198,34 @@ pub struct Counted {
     pub won: i64,
 }
 
-/// A limited player's limits and counters, as locked with the player.
+/// A limited player's limits and counters: the `guard` document of the
+/// wallet row, read and written with the row's lock (migration 0009).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Guard {
     pub limits: Vec<Limit>,
     /// The latest period of each length, by [`Period`] order; `None` until
-    /// the player does something in one.
+    /// the player does something in one. Stored as the list of those there are.
+    #[serde(with = "by_period")]
     pub usage: [Option<Usage>; 3],
+}
+
+/// `[Option<Usage>; 3]` as the list of the periods present.
+mod by_period {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Usage;
+
+    pub fn serialize<S: Serializer>(usage: &[Option<Usage>; 3], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(usage.iter().flatten())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Option<Usage>; 3], D::Error> {
+        let mut usage = [None; 3];
+        for u in Vec::<Usage>::deserialize(d)? {
+            usage[u.period.index()] = Some(u);
+        }
+        Ok(usage)
+    }
 }
 
 impl Guard {

@@ -3,17 +3,16 @@
 //! ```text
 //! BEGIN; SET LOCAL plan_cache_mode = force_generic_plan
 //! SELECT …, clock_timestamp() FROM players … ORDER BY id FOR UPDATE  -- 1. lock the players
-//! SELECT … FROM player_limits, limit_usage  -- 2. limited players' limits and counters (if any)
-//! SELECT … FROM actions              -- 3. the originals rollbacks name, after the lock (if any)
+//! SELECT … FROM actions              -- 2. the originals rollbacks name, after the lock (if any)
 //!   … rules run in memory, request by request …
-//! WITH … INSERT/UPDATE … UPDATE players                              -- 4. one statement writes everything
+//! WITH … INSERT/UPDATE … UPDATE players                              -- 3. one statement writes everything
 //! COMMIT
 //! ```
 //!
-//! Four round trips whatever the number of actions, one more when a
-//! rollback names an original and one more when a player of the group has
-//! set a responsible-gambling limit, and whatever the number of requests
-//! processed together (see `group.rs`); nothing is queried inside a loop. A request the rules
+//! Four round trips whatever the number of actions, five when a rollback
+//! names an original, and whatever the number of requests processed together
+//! (see `group.rs`); nothing is queried inside a loop. A player's
+//! responsible-gambling limits and counters are a column of the locked row. A request the rules
 //! refuse leaves no trace: its effects are never added to what gets written.
 //!
 //! Step 2 does not look up the actions' own ids: they are new but for the rare
@@ -30,7 +29,7 @@ use uuid::Uuid;
 
 use sqlx::types::Json;
 
-use super::limits::{Guard, Limit, Usage};
+use super::limits::Guard;
 use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
 use super::{Action, Batch, Submission};
 use crate::domain::{Amount, Currency, EntryKind, UserId};
@@ -254,18 +253,16 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
     user_ids.dedup();
     let rows = sqlx::query!(
         r#"SELECT id, operator_id, user_id, currency, balance, status, last_seq, country, kyc_tier,
-                  status_until, limited, updated_at, clock_timestamp() AS "clock!"
+                  status_until, guard AS "guard: Json<Guard>", updated_at, clock_timestamp() AS "clock!"
            FROM players WHERE operator_id = ANY($1) AND user_id = ANY($2)
            ORDER BY id
            FOR UPDATE"#,
         &operators,
         &user_ids as _,
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
     let now = rows.iter().flat_map(|p| [p.clock, p.updated_at]).max().unwrap_or_else(Utc::now);
-    let limited: Vec<i64> = rows.iter().filter(|p| p.limited).map(|p| p.id).collect();
-    let mut guards = load_guards(conn, &limited).await?;
     let players = rows
         .into_iter()
         .map(|p| {
@@ -279,35 +276,13 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
                 country: p.country,
                 kyc_tier: p.kyc_tier,
                 status_until: p.status_until,
-                guard: guards.remove(&p.id),
+                guard: p.guard.map(|Json(guard)| guard),
             };
             Ok(((p.operator_id, p.user_id), player))
         })
         .filter(|row| row.as_ref().map_or(true, |(key, _)| operators.len() == 1 || keys.contains(key)))
         .collect::<AppResult<_>>()?;
     Ok(Locked { players, now })
-}
-
-/// Loads the limits and counters of the limited players among those just
-/// locked; no round trip when there are none, so that players who never set
-/// a limit pay nothing for them. Read after the lock (like the actions), so
-/// that it sees what the lock's previous holder wrote.
-pub async fn load_guards(conn: &mut PgConnection, limited: &[i64]) -> AppResult<HashMap<i64, Guard>> {
-    if limited.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query!(
-        r#"SELECT p.id AS "id!",
-                  (SELECT coalesce(jsonb_agg(to_jsonb(l)), '[]') FROM player_limits l
-                   WHERE l.player_id = p.id) AS "limits!: Json<Vec<Limit>>",
-                  (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') FROM limit_usage u
-                   WHERE u.player_id = p.id) AS "usage!: Json<Vec<Usage>>"
-           FROM unnest($1::int8[]) AS p (id)"#,
-        limited,
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, Guard::new(r.limits.0, r.usage.0))).collect())
 }
 
 /// Loads the stored actions among `ids`; no round trip when there are none.
@@ -493,57 +468,8 @@ struct SummaryColumns {
     p_id: Vec<i64>,
     p_balance: Vec<i64>,
     p_last_seq: Vec<i64>,
-    u: UsageColumns,
-}
-
-/// Limited players' counters, as parallel arrays.
-#[derive(Default)]
-pub struct UsageColumns {
-    player_id: Vec<i64>,
-    period: Vec<&'static str>,
-    start: Vec<DateTime<Utc>>,
-    end: Vec<DateTime<Utc>>,
-    deposited: Vec<i64>,
-    staked: Vec<i64>,
-    won: Vec<i64>,
-}
-
-impl UsageColumns {
-    pub fn push(&mut self, player_id: i64, guard: &Guard) {
-        for u in guard.usage.iter().flatten() {
-            self.player_id.push(player_id);
-            self.period.push(u.period.as_str());
-            self.start.push(u.period_start);
-            self.end.push(u.period_end);
-            self.deposited.push(u.deposited);
-            self.staked.push(u.staked);
-            self.won.push(u.won);
-        }
-    }
-}
-
-/// Writes a limited player's counters outside the hot path (the cashier).
-pub async fn write_usage(conn: &mut PgConnection, player_id: i64, guard: &Guard) -> Result<(), sqlx::Error> {
-    let mut u = UsageColumns::default();
-    u.push(player_id, guard);
-    sqlx::query!(
-        r#"INSERT INTO limit_usage AS u (player_id, period, period_start, period_end, deposited, staked, won)
-           SELECT * FROM unnest($1::int8[], $2::text[], $3::timestamptz[], $4::timestamptz[],
-                                $5::int8[], $6::int8[], $7::int8[])
-           ON CONFLICT (player_id, period) DO UPDATE
-           SET period_start = excluded.period_start, period_end = excluded.period_end,
-               deposited = excluded.deposited, staked = excluded.staked, won = excluded.won"#,
-        &u.player_id,
-        &u.period as _,
-        &u.start,
-        &u.end,
-        &u.deposited,
-        &u.staked,
-        &u.won,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    /// A limited player's guard when its counters changed; `None` keeps it.
+    p_guard: Vec<Option<Json<Guard>>>,
 }
 
 /// Writes everything the accepted requests did, for every player of the
@@ -626,9 +552,7 @@ pub async fn write_effects(
         m.p_id.push(player.id);
         m.p_balance.push(player.balance);
         m.p_last_seq.push(player.last_seq);
-        if let (true, Some(guard)) = (wallet.counted, &player.guard) {
-            m.u.push(player.id, guard);
-        }
+        m.p_guard.push(player.guard.as_ref().filter(|_| wallet.counted).map(|guard| Json(guard.clone())));
     }
 
     sqlx::query!(
@@ -752,20 +676,12 @@ pub async fn write_effects(
                 rolled_back_bet = h.rolled_back_bet + excluded.rolled_back_bet,
                 rolled_back_win = h.rolled_back_win + excluded.rolled_back_win,
                 rounds = h.rounds + excluded.rounds
-        ),
-        -- Limited players' counters (none for everyone else).
-        usage AS (
-            INSERT INTO limit_usage AS u (player_id, period, period_start, period_end, deposited, staked, won)
-            SELECT unnest($45::int8[]), unnest($46::text[]), unnest($47::timestamptz[]),
-                   unnest($48::timestamptz[]), unnest($49::int8[]), unnest($50::int8[]), unnest($51::int8[])
-            ON CONFLICT (player_id, period) DO UPDATE
-            SET period_start = excluded.period_start, period_end = excluded.period_end,
-                deposited = excluded.deposited, staked = excluded.staked, won = excluded.won
         )
+        -- A limited player's guard changes with its counters; NULL keeps it.
         UPDATE players AS p
-        SET balance = u.balance, last_seq = u.last_seq, updated_at = $1
+        SET balance = u.balance, last_seq = u.last_seq, updated_at = $1, guard = coalesce(u.guard, p.guard)
         FROM (SELECT unnest($41::int8[]) AS id, unnest($42::int8[]) AS balance,
-                     unnest($43::int8[]) AS last_seq) AS u
+                     unnest($43::int8[]) AS last_seq, unnest($45::jsonb[]) AS guard) AS u
         WHERE p.id = u.id
         "#,
         now,
@@ -812,13 +728,7 @@ pub async fn write_effects(
         &m.p_balance,
         &m.p_last_seq,
         &m.r_operator,
-        &m.u.player_id,
-        &m.u.period as _,
-        &m.u.start,
-        &m.u.end,
-        &m.u.deposited,
-        &m.u.staked,
-        &m.u.won,
+        &m.p_guard as _,
     )
     .execute(conn)
     .await?;

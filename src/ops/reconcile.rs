@@ -371,13 +371,21 @@ const CHECKS: &[Check] = &[
         description: "every limited player's counters equal, for their period, the player's own \
                       deposits and the stakes and wins not rolled back, summed from the ledger",
         sql: r#"
-            WITH recomputed AS (
+            WITH usage AS (
+                SELECT p.id AS player_id, u.*
+                FROM players p,
+                     jsonb_to_recordset(p.guard->'usage')
+                         AS u (period text, period_start timestamptz, period_end timestamptz,
+                               deposited int8, staked int8, won int8)
+                WHERE p.guard IS NOT NULL
+            ),
+            recomputed AS (
                 SELECT u.player_id, u.period,
                        sum(l.amount) FILTER (WHERE l.kind = 'deposit'
                                                AND k.request_fingerprint LIKE 'player:%') AS deposited,
                        sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL) AS staked,
                        sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL) AS won
-                FROM limit_usage u
+                FROM usage u
                 JOIN ledger l ON l.player_id = u.player_id
                              AND l.created_at >= u.period_start AND l.created_at < u.period_end
                 LEFT JOIN actions a ON a.action_id = l.action_id
@@ -388,7 +396,7 @@ const CHECKS: &[Check] = &[
                            the ledger says %s, %s, %s', u.player_id, u.period, u.period_start,
                           u.deposited, u.staked, u.won,
                           coalesce(r.deposited, 0), coalesce(r.staked, 0), coalesce(r.won, 0))
-            FROM limit_usage u
+            FROM usage u
             LEFT JOIN recomputed r USING (player_id, period)
             WHERE (u.deposited, u.staked, u.won)
                   <> (coalesce(r.deposited, 0), coalesce(r.staked, 0), coalesce(r.won, 0))"#,

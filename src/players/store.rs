@@ -13,7 +13,7 @@ use crate::audit::{self, Action, Origin};
 use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::ledger::limits::Counted;
-use crate::ledger::process::{lock_players, write_usage};
+use crate::ledger::process::lock_players;
 use crate::ledger::rules::{apply_change, Refusal};
 use crate::operators::document::{Document, KycTier};
 pub use crate::paging::{page, HistoryCursor};
@@ -255,7 +255,6 @@ pub async fn move_money(
                 let counted = Counted { deposited: amount.minor_units(), ..Counted::default() };
                 guard.check(document.zone(), now, counted)?;
                 guard.count(document.zone(), now, counted);
-                write_usage(&mut tx, player.id, guard).await?;
             }
             amount.minor_units()
         }
@@ -274,7 +273,8 @@ pub async fn move_money(
             INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint, tx_id, balance_after)
             VALUES ($1, $8, $9, $3, $7)
         )
-        UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10, updated_at = $11
+        UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10, updated_at = $11,
+                           guard = coalesce($12, guard)
         WHERE id = $1
         "#,
         player.id,
@@ -288,6 +288,8 @@ pub async fn move_money(
         fingerprint,
         own_deposit,
         now,
+        // The guard changed only if an own deposit was counted in it.
+        player.guard.filter(|_| own_deposit > 0).map(sqlx::types::Json) as _,
     )
     .execute(&mut *tx)
     .await?;

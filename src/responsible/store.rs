@@ -3,9 +3,12 @@
 //! payment in flight is judged by a half-made change; every change writes
 //! its audit entry in its own transaction.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -13,8 +16,8 @@ use super::{Exclusion, Request, Who};
 use crate::audit::{self, Action, Origin};
 use crate::domain::{PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
-use crate::ledger::limits::{Guard, Limit, LimitKind, Period};
-use crate::ledger::process::{load_guards, lock_players};
+use crate::ledger::limits::{Guard, Limit, LimitKind, Period, Usage};
+use crate::ledger::process::lock_players;
 use crate::ledger::rules::{Player, Refusal};
 
 /// A player locked for a change, with the database's clock.
@@ -31,20 +34,16 @@ async fn lock(
 
 /// The player's limits and counters as they stand, and the database's clock.
 pub async fn guard_of(pool: &PgPool, operator: i16, user_id: &UserId) -> AppResult<(Guard, DateTime<Utc>)> {
-    let mut conn = pool.acquire().await?;
     let player = sqlx::query!(
-        r#"SELECT id, limited, clock_timestamp() AS "now!" FROM players WHERE operator_id = $1 AND user_id = $2"#,
+        r#"SELECT guard AS "guard: Json<Guard>", clock_timestamp() AS "now!"
+           FROM players WHERE operator_id = $1 AND user_id = $2"#,
         operator,
         user_id.as_str(),
     )
-    .fetch_optional(&mut *conn)
+    .fetch_optional(pool)
     .await?
     .ok_or(AppError::PlayerNotFound)?;
-    let guard = match player.limited {
-        true => load_guards(&mut conn, &[player.id]).await?.remove(&player.id).unwrap_or_default(),
-        false => Guard::default(),
-    };
-    Ok((guard, player.now))
+    Ok((player.guard.map(|Json(guard)| guard).unwrap_or_default(), player.now))
 }
 
 /// A limit after a request: unchanged, set, or gone.
@@ -111,102 +110,87 @@ pub async fn set_limits(
 ) -> AppResult<(Guard, DateTime<Utc>)> {
     let mut tx = pool.begin().await?;
     let (player, now) = lock(&mut tx, operator, user_id).await?;
-    let guard = player.guard.clone().unwrap_or_default();
-    let mut changes = Vec::new();
+    let mut guard = player.guard.clone().unwrap_or_default();
+    let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
     for &(kind, period, requested) in &request.0 {
-        let current = guard.limits.iter().find(|l| l.kind == kind && l.period == period);
-        match decide(who, kind, period, current, requested, now, delay)? {
-            Outcome::Keep => {}
-            outcome => changes.push((kind, period, current.copied(), outcome)),
+        let at = guard.limits.iter().position(|l| l.kind == kind && l.period == period);
+        let current = at.map(|i| guard.limits[i]);
+        let outcome = decide(who, kind, period, current.as_ref(), requested, now, delay)?;
+        let name = format!("{kind}.{period}");
+        match (outcome, at) {
+            (Outcome::Keep, _) | (Outcome::Delete, None) => continue,
+            (Outcome::Set(limit), Some(i)) => guard.limits[i] = limit,
+            (Outcome::Set(limit), None) => guard.limits.push(limit),
+            (Outcome::Delete, Some(i)) => {
+                guard.limits.remove(i);
+            }
         }
+        before.insert(name.clone(), current.as_ref().map_or(Value::Null, audited));
+        let now_set = guard.limits.iter().find(|l| l.kind == kind && l.period == period);
+        after.insert(name, now_set.map_or(Value::Null, audited));
     }
-    if changes.is_empty() {
+    if before.is_empty() {
         tx.rollback().await?;
         return Ok((guard, now));
     }
     if player.guard.is_none() {
-        start_counting(&mut tx, &[player.id], zone, now).await?;
+        // The first limit: count what the periods in progress already did.
+        guard.usage =
+            usage_from_ledger(&mut tx, &[player.id], zone, now).await?.remove(&player.id).unwrap_or_default();
     }
-    let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
-    for (kind, period, current, outcome) in &changes {
-        let name = format!("{kind}.{period}");
-        before.insert(name.clone(), current.as_ref().map_or(Value::Null, audited));
-        match outcome {
-            Outcome::Set(limit) => {
-                after.insert(name, audited(limit));
-                sqlx::query!(
-                    r#"INSERT INTO player_limits (player_id, kind, period, amount, pending_amount, pending_at, updated_at)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7)
-                       ON CONFLICT (player_id, kind, period) DO UPDATE
-                       SET amount = excluded.amount, pending_amount = excluded.pending_amount,
-                           pending_at = excluded.pending_at, updated_at = excluded.updated_at"#,
-                    player.id,
-                    kind.as_str(),
-                    period.as_str(),
-                    limit.amount,
-                    limit.pending_amount,
-                    limit.pending_at,
-                    now,
-                )
-                .execute(&mut *tx)
-                .await?;
-            }
-            Outcome::Delete | Outcome::Keep => {
-                after.insert(name, Value::Null);
-                sqlx::query!(
-                    "DELETE FROM player_limits WHERE player_id = $1 AND kind = $2 AND period = $3",
-                    player.id,
-                    kind.as_str(),
-                    period.as_str(),
-                )
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-    }
+    sqlx::query!("UPDATE players SET guard = $2 WHERE id = $1", player.id, Json(&guard) as _)
+        .execute(&mut *tx)
+        .await?;
     let entry = origin
         .entry(Some(operator), Action::PlayerLimits, audit::target("player", user_id))
         .before(Value::Object(before))
         .after(Value::Object(after));
     audit::record(&mut tx, &entry).await?;
-    let (player, _) = lock(&mut tx, operator, user_id).await?;
     tx.commit().await?;
-    Ok((player.guard.unwrap_or_default(), now))
+    Ok((guard, now))
 }
 
 fn audited(limit: &Limit) -> Value {
     json!({"amount": limit.amount, "pending_amount": limit.pending_amount, "pending_at": limit.pending_at})
 }
 
-/// Turns players' counters on: marks them limited and makes the counters
-/// of the periods in progress from the ledger. Runs under the players'
-/// locks (or before they play at all), so no operation falls between the
-/// sums and the flag.
-pub async fn start_counting(
+/// The counters of the periods in progress at `now` for each of `player_ids`,
+/// made from the ledger: what a player's first limit starts from. Run it
+/// under the players' locks (or before they play at all), so that no
+/// operation falls between the sums and the guard that keeps them.
+pub async fn usage_from_ledger(
     conn: &mut PgConnection,
     player_ids: &[i64],
     zone: Tz,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<HashMap<i64, [Option<Usage>; 3]>> {
     let spans = Period::ALL.map(|period| period.span(zone, now));
-    sqlx::query!(
-        r#"WITH flag AS (UPDATE players SET limited = true WHERE id = ANY($1))
-           INSERT INTO limit_usage (player_id, period, period_start, period_end, deposited, staked, won)
-           SELECT p.id, b.period, b.period_start, b.period_end, s.deposited, s.staked, s.won
+    let rows = sqlx::query!(
+        r#"SELECT p.id AS "player_id!", b.n AS "n!", s.deposited AS "deposited!", s.staked AS "staked!",
+                  s.won AS "won!"
            FROM unnest($1::int8[]) AS p (id)
-           CROSS JOIN unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS b (period, period_start, period_end)
-           CROSS JOIN LATERAL limit_sums(p.id, b.period_start, b.period_end) AS s
-           ON CONFLICT (player_id, period) DO UPDATE
-           SET period_start = excluded.period_start, period_end = excluded.period_end,
-               deposited = excluded.deposited, staked = excluded.staked, won = excluded.won"#,
+           CROSS JOIN unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b (period_start, period_end, n)
+           CROSS JOIN LATERAL limit_sums(p.id, b.period_start, b.period_end) AS s"#,
         player_ids,
-        &Period::ALL.map(Period::as_str) as _,
         &spans.map(|s| s.start),
         &spans.map(|s| s.end),
     )
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    let mut usage: HashMap<i64, [Option<Usage>; 3]> = HashMap::new();
+    for row in rows {
+        let index = usize::try_from(row.n - 1).unwrap_or(0).min(2);
+        let (period, span) = (Period::ALL[index], spans[index]);
+        usage.entry(row.player_id).or_default()[index] = Some(Usage {
+            period,
+            period_start: span.start,
+            period_end: span.end,
+            deposited: row.deposited,
+            staked: row.staked,
+            won: row.won,
+        });
+    }
+    Ok(usage)
 }
 
 /// The status a time-out or self-exclusion left.

@@ -121,6 +121,8 @@ async fn seed_limits(
     n: i64,
     amount: i64,
 ) -> anyhow::Result<usize> {
+    use crate::ledger::limits::{Guard, Limit, LimitKind, Period};
+
     let mut tx = pool.begin().await?;
     let zone = sqlx::query_scalar!("SELECT config->>'timezone' FROM operators WHERE id = $1", operator)
         .fetch_one(&mut *tx)
@@ -136,16 +138,23 @@ async fn seed_limits(
     )
     .fetch_all(&mut *tx)
     .await?;
-    crate::responsible::store::start_counting(&mut tx, &ids, zone, chrono::Utc::now()).await?;
+    let mut usage =
+        crate::responsible::store::usage_from_ledger(&mut tx, &ids, zone, chrono::Utc::now()).await?;
+    let limits: Vec<Limit> = LimitKind::ALL
+        .into_iter()
+        .flat_map(|kind| Period::ALL.map(|period| (kind, period)))
+        .map(|(kind, period)| Limit { kind, period, amount, pending_amount: None, pending_at: None })
+        .collect();
+    let guards: Vec<sqlx::types::Json<Guard>> = ids
+        .iter()
+        .map(|id| {
+            sqlx::types::Json(Guard { limits: limits.clone(), usage: usage.remove(id).unwrap_or_default() })
+        })
+        .collect();
     sqlx::query!(
-        r#"INSERT INTO player_limits (player_id, kind, period, amount)
-           SELECT p.id, k.kind, d.period, $2
-           FROM unnest($1::int8[]) AS p (id)
-           CROSS JOIN unnest(ARRAY['deposit', 'loss', 'wager']) AS k (kind)
-           CROSS JOIN unnest(ARRAY['day', 'week', 'month']) AS d (period)
-           ON CONFLICT (player_id, kind, period) DO UPDATE SET amount = excluded.amount"#,
+        "UPDATE players p SET guard = g.guard FROM unnest($1::int8[], $2::jsonb[]) AS g (id, guard) WHERE p.id = g.id",
         &ids,
-        amount,
+        &guards as _,
     )
     .execute(&mut *tx)
     .await?;

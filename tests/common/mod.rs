@@ -217,8 +217,6 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("accounts", "player_id"),
         ("player_sessions", "session_id"),
         ("login_failures", "operator_id, email_key"),
-        ("player_limits", "player_id, kind, period"),
-        ("limit_usage", "player_id, period"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))
