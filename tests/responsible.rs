@@ -414,7 +414,8 @@ async fn the_database_refuses_a_guard_that_breaks_its_rules(pool: PgPool) {
         ("an amount past the range", "jsonb_set(guard, '{limits,0,amount}', '1000000000000001')"),
         ("a waiting change that lowers", "jsonb_set(guard, '{limits,0,pending_amount}', '1')"),
         ("an unknown kind", "jsonb_set(guard, '{limits,0,kind}', '\"bets\"')"),
-        ("two limits of one kind and period", "jsonb_set(guard, '{limits,1}', guard->'limits'->0)"),
+        ("a string amount", "jsonb_set(guard, '{limits,0,amount}', '\"5\"')"),
+        ("a waiting change without its time", "jsonb_set(guard, '{limits,0,pending_amount}', '2000000')"),
         ("no usage", "guard - 'usage'"),
     ] {
         let refused = sqlx::query(&format!("UPDATE players SET guard = {edit} WHERE guard IS NOT NULL"))
