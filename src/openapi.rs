@@ -108,9 +108,42 @@ pub fn document() -> &'static Value {
     static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
         let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
         spell_links(&mut document);
+        open_flattened(&mut document);
         document
     });
     &DOCUMENT
+}
+
+/// A type that denies unknown fields gets `additionalProperties: false`; once
+/// flattened into another (`allOf`, as the operator document is into
+/// `OperatorView`), that would refuse the other's own fields: drop it there.
+fn open_flattened(document: &mut Value) {
+    fn refs_in_all_of(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(parts)) = map.get("allOf") {
+                    for part in parts {
+                        if let Some(Value::String(target)) = part.get("$ref") {
+                            found.push(target.trim_start_matches("#/components/schemas/").to_string());
+                        }
+                    }
+                }
+                map.values().for_each(|v| refs_in_all_of(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs_in_all_of(v, found)),
+            _ => {}
+        }
+    }
+    let mut flattened = Vec::new();
+    refs_in_all_of(document, &mut flattened);
+    let Some(schemas) = document.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for name in flattened {
+        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.remove("additionalProperties");
+        }
+    }
 }
 
 /// utoipa 5 writes a link's fields in snake case (`operation_id`); OpenAPI

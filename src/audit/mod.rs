@@ -328,7 +328,8 @@ struct ActorView {
 }
 
 /// What `GET /v1/audit/verify` answers.
-#[derive(utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)] // the document's view of the verdict, which is built with `json!`
 enum VerdictView {
     /// The chain is intact.
