@@ -475,7 +475,8 @@ fn provider_paths(doc: &mut Document) {
             .description(Some(
                 "The operator's code; unknown is 404 code 120, before the signature is checked.",
             ))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String).examples([json!("bluestar")])))
+            // `default`: the operator whose provider keys include `HMAC_SECRETS`.
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String).examples([json!("default")])))
             .build();
         operation.parameters.get_or_insert_with(Vec::new).insert(0, code);
         error(operation, 404, "No operator by that `code` (code 120).", 120, "unknown operator");

@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult};
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 1000, default 100.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// The `next_cursor` of the page before.
     pub cursor: Option<String>,

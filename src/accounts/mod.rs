@@ -103,10 +103,19 @@ where
 #[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery",
     "currency": "USD", "country": "GB", "date_of_birth": "1990-05-17"}))]
 struct Registration {
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     email: String,
+    /// 10 to 128 characters, kept exactly as typed.
+    #[schema(min_length = 10, max_length = 128)]
     password: String,
+    /// One of the operator's currencies (`default` takes any).
+    #[schema(pattern = "^[A-Z0-9]{3,10}$")]
     currency: String,
+    /// ISO 3166-1 alpha-2, any case.
+    #[schema(pattern = "^[A-Za-z]{2}$")]
     country: String,
+    /// `YYYY-MM-DD`, not after today and not before 1900.
+    #[schema(format = Date)]
     date_of_birth: String,
 }
 

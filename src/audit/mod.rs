@@ -233,15 +233,19 @@ pub fn routes() -> BackOffice {
 #[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// `<kind>:<id>`, exactly (`player:alice`).
+    #[param(min_length = 1, max_length = 512, example = "player:demo")]
     target: Option<String>,
     /// An action, exactly (`player.create`).
+    #[param(example = "player.create")]
     action: Option<String>,
     /// RFC 3339; entries at or after.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339; entries before.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// 1 to 1000, default 100.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_cursor` of the page before.
     cursor: Option<String>,

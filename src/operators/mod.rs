@@ -271,6 +271,7 @@ fn resolve(registry: &Arc<Registry>, headers: &HeaderMap) -> Option<Arc<Tenant>>
 #[into_params(parameter_in = Query)]
 struct TenantQuery {
     /// ISO 3166-1 alpha-2, any case: the flags are evaluated for it.
+    #[param(pattern = "^[A-Za-z]{2}$", example = "GB")]
     country: Option<String>,
 }
 

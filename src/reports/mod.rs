@@ -44,15 +44,17 @@ pub fn routes() -> BackOffice {
 #[into_params(parameter_in = Query)]
 struct ReportQuery {
     /// RFC 3339; the window is `[from, to)`.
-    #[param(required = true, value_type = String, example = "2026-01-01T00:00:00Z")]
+    #[param(required = true, value_type = String, format = DateTime, example = "2026-01-01T00:00:00Z")]
     from: Option<String>,
-    #[param(required = true, value_type = String, example = "2026-02-01T00:00:00Z")]
+    #[param(required = true, value_type = String, format = DateTime, example = "2026-02-01T00:00:00Z")]
     to: Option<String>,
+    #[param(pattern = "^[A-Z0-9]{3,10}$", example = "USD")]
     currency: Option<String>,
     /// Only this player (`/users`).
+    #[param(min_length = 1, max_length = 255)]
     user_id: Option<String>,
     /// 1 to 1000, default 100 (`/users`, `/games`).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_cursor` of the page before (`/users`, `/games`).
     cursor: Option<String>,
