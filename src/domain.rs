@@ -200,7 +200,7 @@ pub fn floor_time(at: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
 }
 
 /// Whether a player may place bets. Wins and rollbacks are accepted in every state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlayerStatus {
     Active,
@@ -260,7 +260,7 @@ impl std::str::FromStr for PlayerStatus {
 }
 
 /// The kind of a ledger entry, mirroring the `entry_kind` database enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "entry_kind", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
@@ -379,7 +379,7 @@ pub fn is_country(code: &str) -> bool {
 
 /// A feature flag of an operator: on or off everywhere, or a default with
 /// per-country exceptions.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Flag {
     Everywhere(bool),

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+#[allow(unused_imports)]
+use serde_json::json;
 
 use crate::ledger::limits::LimitKind;
 use crate::ledger::rules::Refusal;
@@ -231,8 +233,12 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error: a wallet error code where the contract defines one (100
+/// insufficient funds, 101 unknown player, …), else the HTTP status.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)] // exactly these keys
+#[schema(example = json!({"code": 101, "message": "Player is invalid"}))]
+pub struct ErrorBody<'a> {
     code: u16,
     message: &'a str,
 }

@@ -1,14 +1,70 @@
 //! HTTP plumbing shared by every route: extractors whose rejections are
 //! contract errors (JSON body, path and query parameters), back-office
-//! authentication, and JSON answers for unknown routes and methods.
+//! authentication, JSON answers for unknown routes and methods, and the
+//! table of routes outside the back office.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::handler::Handler;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
+use axum::routing::{on, MethodFilter};
+use axum::Router;
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
+use crate::AppState;
+
+/// One route: a method on a path, as axum writes it (`/v1/players/{user_id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+}
+
+/// Routes outside the back office, each declared with its method so that the
+/// service knows what it serves: the API document is checked against this
+/// table (with the back office's, [`crate::staff::BackOffice`]) by
+/// `tests/openapi.rs`. Declaring costs only at start-up.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Routes {
+    /// Adds `method path`, served by `handler`.
+    pub fn route<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
+        self.router = self.router.route(path, on(filter, handler));
+        self.endpoints.push(Endpoint { method, path });
+        self
+    }
+
+    /// Applies `wrap` to the routes declared so far (a `route_layer`, say).
+    pub fn wrap(mut self, wrap: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Self {
+        self.router = wrap(self.router);
+        self
+    }
+
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.endpoints.extend(other.endpoints);
+        self
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+}
 
 /// A JSON body whose rejection is a contract error naming the bad field.
 pub struct JsonBody<T>(pub T);

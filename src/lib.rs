@@ -9,6 +9,7 @@
 //!   player's own API and cashier, KYC tiers.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`audit`]: the tamper-evident trail of every change, hash-chained.
+//! - [`openapi`]: the OpenAPI document of every route, and its reference page.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod openapi;
 pub mod operators;
 pub mod ops;
 pub mod paging;
@@ -125,17 +127,14 @@ pub fn app(state: AppState) -> Router {
     ops::metrics::handle();
     let back_office = back_office().into_router(state.clone());
     // Rate limits, the in-flight cap and the timeout guard the routes that do
-    // work; health and metrics stay reachable under overload.
+    // work; health, metrics and the API document stay reachable under overload.
     let protected = Router::new()
-        .merge(provider::routes(state.clone()))
-        .merge(operators::routes())
-        .merge(accounts::routes())
-        .merge(responsible::routes())
+        .merge(public_routes(&state).into_router())
         .merge(back_office)
         .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
     Router::new()
         .merge(protected)
-        .merge(ops::routes())
+        .merge(unprotected_routes().into_router())
         .fallback(http::route_not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -144,6 +143,29 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(answer_panic))
         .layer(middleware::from_fn(ops::observe::observe))
         .with_state(state)
+}
+
+/// The routes outside the back office that do work: the provider API, the
+/// tenant and the player's own API.
+fn public_routes(state: &AppState) -> http::Routes {
+    provider::routes(state.clone())
+        .merge(operators::routes())
+        .merge(accounts::routes())
+        .merge(responsible::routes())
+}
+
+/// Health, metrics and the API document: outside the overload protection.
+pub fn unprotected_routes() -> http::Routes {
+    ops::routes().merge(openapi::routes())
+}
+
+/// Every route the service serves, as [`app`] declares them: what the API
+/// document must describe (`tests/openapi.rs`).
+pub fn endpoints(state: &AppState) -> Vec<http::Endpoint> {
+    let mut all = public_routes(state).endpoints().to_vec();
+    all.extend(back_office().endpoints());
+    all.extend(unprotected_routes().endpoints().iter().cloned());
+    all
 }
 
 /// Every back-office route, each with the permission it needs.

@@ -11,9 +11,13 @@ use crate::domain::storable_time;
 use crate::error::{AppError, AppResult};
 
 /// `limit` (default 100, at most 1000) and `cursor`, shared by every paginated listing.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1 to 1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
+    /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
 }
 

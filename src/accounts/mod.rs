@@ -21,17 +21,19 @@ use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+#[allow(unused_imports)]
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::{Actor, Origin};
 use crate::domain::{EntryKind, UserId};
 use crate::error::{AppError, AppResult};
-use crate::http::{bearer_token, JsonBody, PathParams, QueryParams};
+use crate::http::{bearer_token, JsonBody, PathParams, QueryParams, Routes};
 use crate::operators::registry::Tenant;
 use crate::operators::TenantOf;
 use crate::ops::observe::RequestId;
@@ -42,17 +44,17 @@ use crate::AppState;
 use store::{Failure, Presented};
 
 /// The player-facing routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/register", post(register))
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/me", get(me))
-        .route("/v1/me/transactions", get(transactions))
-        .route("/v1/me/sessions", get(sessions))
-        .route("/v1/me/sessions/{session_id}", delete(end_session))
-        .route("/v1/me/deposits", post(deposit))
-        .route("/v1/me/withdrawals", post(withdraw))
+pub fn routes() -> Routes {
+    Routes::default()
+        .route(Method::POST, "/v1/auth/register", register)
+        .route(Method::POST, "/v1/auth/login", login)
+        .route(Method::POST, "/v1/auth/logout", logout)
+        .route(Method::GET, "/v1/me", me)
+        .route(Method::GET, "/v1/me/transactions", transactions)
+        .route(Method::GET, "/v1/me/sessions", sessions)
+        .route(Method::DELETE, "/v1/me/sessions/{session_id}", end_session)
+        .route(Method::POST, "/v1/me/deposits", deposit)
+        .route(Method::POST, "/v1/me/withdrawals", withdraw)
 }
 
 /// The KYC route of the back office.
@@ -97,15 +99,34 @@ where
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery",
+    "currency": "USD", "country": "GB", "date_of_birth": "1990-05-17"}))]
 struct Registration {
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     email: String,
+    /// 10 to 128 characters, kept exactly as typed.
+    #[schema(min_length = 10, max_length = 128)]
     password: String,
+    /// One of the operator's currencies (`default` takes any).
+    #[schema(pattern = "^[A-Z0-9]{3,10}$")]
     currency: String,
+    /// ISO 3166-1 alpha-2, any case.
+    #[schema(pattern = "^[A-Za-z]{2}$")]
     country: String,
+    /// `YYYY-MM-DD`, not after today and not before 1900.
+    #[schema(format = Date)]
     date_of_birth: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/register", tag = "player", operation_id = "register",
+    request_body = Registration,
+    responses(
+        (status = 201, description = "Registered: KYC tier 0, active.", body = store::Registered),
+        (status = 403, description = "Registration is off for the country (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "player_registration is disabled for this operator"})),
+        (status = 409, description = "An account with this email exists at the operator.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "an account with this email exists"})),
+        (status = 422, description = "Younger than the operator's `min_age` (code 130), or a currency the operator does not offer (code 154).", body = crate::error::ErrorBody, example = json!({"code": 130, "message": "the player is younger than the operator's minimum age of 18"})),
+    ))]
 async fn register(
     State(state): State<AppState>,
     TenantOf(tenant): TenantOf,
@@ -129,7 +150,8 @@ async fn register(
     Ok((StatusCode::CREATED, Json(registered)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery"}))]
 struct Credentials {
     email: String,
     password: String,
@@ -138,6 +160,13 @@ struct Credentials {
 /// `POST /v1/auth/login`. An unknown email and a wrong password take the
 /// same path, the same Argon2 work and the same answer; both count towards
 /// the email's lockout, which is checked before any hashing.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "player", operation_id = "login",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "A new session; the token is shown only this once.", body = store::NewSession),
+        (status = 401, description = "Unknown email or wrong password: one answer for both.", body = crate::error::ErrorBody, example = json!({"code": 401, "message": "unknown email or wrong password"})),
+        (status = 429, description = "The email is locked after too many failed logins.", body = crate::error::ErrorBody, example = json!({"code": 429, "message": "too many failed logins for this email, try again later"})),
+    ))]
 async fn login(
     State(state): State<AppState>,
     TenantOf(tenant): TenantOf,
@@ -207,11 +236,15 @@ fn new_token() -> String {
     format!("ply_{}", hex::encode(bytes))
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "player", operation_id = "logout",
+    responses((status = 204, description = "The session is ended.")))]
 async fn logout(State(state): State<AppState>, session: PlayerSession) -> AppResult<StatusCode> {
     store::revoke(&state.pool, session.player_id, session.session_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/me/sessions", tag = "player", operation_id = "me_sessions",
+    responses((status = 200, description = "The live sessions, newest first.", body = Vec<store::SessionView>)))]
 async fn sessions(
     State(state): State<AppState>,
     session: PlayerSession,
@@ -220,6 +253,12 @@ async fn sessions(
     Ok(Json(store::sessions(&state.pool, session.player_id, session.session_id, idle).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/me/sessions/{session_id}", tag = "player", operation_id = "me_end_session",
+    params(("session_id" = String, Path, description = "One of the player's sessions.")),
+    responses(
+        (status = 204, description = "Ended (also if it had ended already)."),
+        (status = 404, description = "Not one of the player's sessions.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such session"})),
+    ))]
 async fn end_session(
     State(state): State<AppState>,
     session: PlayerSession,
@@ -234,27 +273,34 @@ async fn end_session(
 }
 
 /// `GET /v1/me`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MeView {
     user_id: String,
     email: String,
     currency: String,
     country: Option<String>,
     kyc_tier: i16,
+    #[schema(value_type = crate::domain::PlayerStatus)]
     status: String,
+    /// When a time-out or self-exclusion ends.
     status_until: Option<DateTime<Utc>>,
     balance: Balance,
 }
 
 /// The balance as the player sees it: cash, bonus (none until bonuses
 /// exist) and their total, which is what a game provider sees.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Balance {
     cash: i64,
     bonus: i64,
     total: i64,
 }
 
+#[utoipa::path(get, path = "/v1/me", tag = "player", operation_id = "me",
+    responses((status = 200, description = "The player's account and balance.", body = MeView,
+        example = json!({"user_id": "3f0c2a8e-5d4b-4c1a-9e7f-2b6d8c0a1e53", "email": "ann@example.com",
+            "currency": "USD", "country": "GB", "kyc_tier": 0, "status": "active", "status_until": null,
+            "balance": {"cash": 4900, "bonus": 0, "total": 4900}}))))]
 async fn me(State(state): State<AppState>, session: PlayerSession) -> AppResult<Json<MeView>> {
     let me = store::me(&state.pool, session.player_id).await?;
     Ok(Json(MeView {
@@ -269,6 +315,9 @@ async fn me(State(state): State<AppState>, session: PlayerSession) -> AppResult<
     }))
 }
 
+#[utoipa::path(get, path = "/v1/me/transactions", tag = "player", operation_id = "me_transactions",
+    params(PageQuery),
+    responses((status = 200, description = "A page of the player's ledger, newest first.", body = HistoryPage)))]
 async fn transactions(
     State(state): State<AppState>,
     session: PlayerSession,
@@ -280,11 +329,22 @@ async fn transactions(
 /// A cashier request. A deposit may name a `bonus_code`, and a withdrawal
 /// say `forfeit_bonus`; both are accepted and have nothing to act on until
 /// bonuses exist.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"amount": 5000}))]
 struct CashierRequest {
+    /// Minor units, more than 0.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     amount: i64,
 }
 
+#[utoipa::path(post, path = "/v1/me/deposits", tag = "player", operation_id = "me_deposit",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 characters; a repeat with the same key and amount answers the first time's answer.", example = "ann-1")), request_body = CashierRequest,
+    responses(
+        (status = 201, description = "Deposited.", body = crate::players::store::Payment),
+        (status = 200, description = "A replay: the first answer.", body = crate::players::store::Payment),
+        (status = 409, description = "The key was used with another amount or kind, or by the back office.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "Idempotency-Key was used for another request"})),
+        (status = 422, description = "The KYC tier forbids deposits or the lifetime cap would be passed (code 111).", body = crate::error::ErrorBody, example = json!({"code": 111, "message": "the player's KYC tier does not allow this"})),
+    ))]
 async fn deposit(
     state: State<AppState>,
     session: PlayerSession,
@@ -294,6 +354,14 @@ async fn deposit(
     cashier(state, session, headers, body, EntryKind::Deposit).await
 }
 
+#[utoipa::path(post, path = "/v1/me/withdrawals", tag = "player", operation_id = "me_withdraw",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 characters; a repeat with the same key and amount answers the first time's answer.", example = "ann-1")), request_body = CashierRequest,
+    responses(
+        (status = 201, description = "Withdrawn.", body = crate::players::store::Payment),
+        (status = 200, description = "A replay: the first answer.", body = crate::players::store::Payment),
+        (status = 409, description = "The key was used with another amount or kind, or by the back office.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "Idempotency-Key was used for another request"})),
+        (status = 422, description = "More than the cash balance (code 100), or the KYC tier forbids withdrawals (code 111).", body = crate::error::ErrorBody, example = json!({"code": 100, "message": "Player has not enough funds to process an action"})),
+    ))]
 async fn withdraw(
     state: State<AppState>,
     session: PlayerSession,
@@ -320,13 +388,19 @@ async fn cashier(
     movement.answer(&state.pool, &session.user_id, &headers, kind, body.amount).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"tier": 1, "note": "passport checked"}))]
 struct KycChange {
+    #[schema(minimum = 0, maximum = 2)]
     tier: i16,
+    /// 1 to 1000 characters, trimmed.
     note: String,
 }
 
 /// `PUT /v1/players/{user_id}/kyc` (admin, compliance).
+#[utoipa::path(put, path = "/v1/players/{user_id}/kyc", tag = "back office", operation_id = "set_kyc",
+    params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo")), request_body = KycChange,
+    responses((status = 200, description = "The player's tier.", body = store::KycView), (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"}))))]
 async fn set_kyc(
     State(state): State<AppState>,
     caller: Caller,

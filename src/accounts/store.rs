@@ -29,13 +29,14 @@ pub struct NewAccount {
 }
 
 /// An account as the player sees it on registration.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub user_id: String,
     pub email: String,
     pub currency: String,
     pub country: String,
     pub kyc_tier: i16,
+    #[schema(value_type = crate::domain::PlayerStatus)]
     pub status: String,
 }
 
@@ -120,7 +121,7 @@ pub async fn login_target(pool: &PgPool, operator: i16, email_key: &str) -> AppR
 }
 
 /// A session just opened: the token is shown only this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NewSession {
     pub token: String,
     pub expires_at: DateTime<Utc>,
@@ -298,7 +299,7 @@ pub async fn authenticate(
 }
 
 /// One of the player's live sessions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub session_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -374,7 +375,7 @@ pub async fn me(pool: &PgPool, player_id: i64) -> AppResult<Me> {
 }
 
 /// A player's tier after a change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KycView {
     pub user_id: String,
     pub kyc_tier: i16,

@@ -235,13 +235,25 @@ pub fn routes() -> BackOffice {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// `<kind>:<id>`, exactly (`player:alice`).
+    #[param(min_length = 1, max_length = 512, example = "player:demo")]
     target: Option<String>,
+    /// An action, exactly (`player.create`).
+    #[param(example = "player.create")]
     action: Option<String>,
+    /// RFC 3339; entries at or after.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// RFC 3339; entries before.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
@@ -279,13 +291,14 @@ impl AuditQuery {
 }
 
 /// An entry on the wire.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EntryView {
     seq: i64,
     /// As the canonical form writes it, so a reader can recompute the hash.
     at: String,
     /// The operator's code; null for a platform-wide entry.
     operator: Option<String>,
+    #[schema(value_type = ActorView)]
     actor: Value,
     action: String,
     target: String,
@@ -314,7 +327,38 @@ impl TryFrom<StoredEntry> for EntryView {
     }
 }
 
-#[derive(Serialize)]
+/// Who made a change: `platform` (the `ADMIN_TOKEN`), `staff`, `player` or `system`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the document's view of `actor`, which is built with `json!`
+struct ActorView {
+    #[schema(pattern = "^(platform|staff|player|system)$")]
+    r#type: String,
+    /// The staff or player id; null for the platform token and the service.
+    id: Option<String>,
+}
+
+/// What `GET /v1/audit/verify` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the document's view of the verdict, which is built with `json!`
+enum VerdictView {
+    /// The chain is intact.
+    Intact {
+        #[schema(value_type = bool, example = true)]
+        ok: bool,
+        entries: i64,
+        /// 64 hex digits.
+        head: String,
+    },
+    /// Entry `first_bad_seq` (or the chain head) was altered, inserted or removed.
+    Broken {
+        #[schema(value_type = bool, example = false)]
+        ok: bool,
+        first_bad_seq: i64,
+    },
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct AuditPage {
     data: Vec<EntryView>,
     next_cursor: Option<String>,
@@ -322,6 +366,9 @@ struct AuditPage {
 
 /// Newest first, after sealing what is pending: the entries of the operator
 /// in scope, and for platform staff the platform-wide ones too.
+#[utoipa::path(get, path = "/v1/audit", tag = "back office", operation_id = "audit_list",
+    params(AuditQuery),
+    responses((status = 200, description = "Entries, newest first.", body = AuditPage)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -339,6 +386,9 @@ async fn list(
 
 /// The whole chain, whoever calls: there is one chain for all operators.
 /// What is pending is sealed first, so every committed change is covered.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "back office", operation_id = "audit_verify",
+    responses((status = 200, description = "Whether the whole chain is intact.", body = VerdictView,
+        example = json!({"ok": true, "entries": 42, "head": "9f2c0e4b7a1d3c5e8f6a2b4d0c9e7f1a3b5d7c9e1f3a5b7d9c1e3f5a7b9d1c3e"}))))]
 async fn verify(State(state): State<AppState>) -> AppResult<Json<Value>> {
     store::seal_all(&state.pool).await?;
     let mut conn = state.pool.acquire().await?;

@@ -26,7 +26,7 @@ pub fn is_code(code: &str) -> bool {
 const ON_UNLESS_SET: [&str; 3] = ["casino", "bonuses", "player_registration"];
 
 /// An operator's configuration, as stored (without code and version).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
     pub name: String,
@@ -48,7 +48,7 @@ fn utc() -> String {
 }
 
 /// The rules an operator's players live by.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Rules {
     pub min_age: u8,
@@ -76,7 +76,7 @@ impl Default for Rules {
 }
 
 /// What a player of one KYC tier may do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KycTier {
     pub deposit: bool,

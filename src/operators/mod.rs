@@ -20,15 +20,16 @@ use axum::http::header::{HOST, IF_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+#[allow(unused_imports)]
+use serde_json::json;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::audit::{self, Action};
 use crate::error::{AppError, AppResult};
-use crate::http::{JsonBody, PathParams, QueryParams};
+use crate::http::{JsonBody, PathParams, QueryParams, Routes};
 use crate::staff::{BackOffice, Caller, Permission, X_OPERATOR};
 use crate::AppState;
 use document::{is_code, Document};
@@ -48,12 +49,12 @@ pub fn back_office() -> BackOffice {
 }
 
 /// The public routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/tenant", get(tenant))
+pub fn routes() -> Routes {
+    Routes::default().route(Method::GET, "/v1/tenant", tenant)
 }
 
 /// An operator document as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OperatorView {
     pub code: String,
     #[serde(flatten)]
@@ -79,6 +80,12 @@ fn take_code(body: &mut Value) -> AppResult<String> {
     Ok(code)
 }
 
+#[utoipa::path(post, path = "/v1/operators", tag = "back office", operation_id = "create_operator",
+    request_body(content = Object, description = "`code` and the operator document (docs/API.md §6).", example = json!({"code": "bluestar", "name": "Bluestar Casino", "currencies": ["GBP"], "timezone": "Europe/London", "domains": ["bluestar.example"], "theme": {"primary": "#1a3c8f"}})),
+    responses(
+        (status = 201, description = "Created, with every default filled in.", body = OperatorView),
+        (status = 409, description = "The code exists, or a domain belongs to another operator.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "domains: bluestar.example belongs to another operator"})),
+    ))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -100,10 +107,15 @@ fn json(value: &impl Serialize) -> AppResult<Value> {
     serde_json::to_value(value).map_err(AppError::internal)
 }
 
+#[utoipa::path(get, path = "/v1/operators", tag = "back office", operation_id = "list_operators",
+    responses((status = 200, description = "Every operator.", body = Vec<OperatorView>)))]
 async fn list(State(state): State<AppState>) -> AppResult<Json<Vec<OperatorView>>> {
     Ok(Json(store::load_all(&state.pool).await?.into_iter().map(view).collect()))
 }
 
+#[utoipa::path(get, path = "/v1/operators/{code}", tag = "back office", operation_id = "read_operator",
+    params(("code" = String, Path, description = "The operator's code.", example = "bluestar")),
+    responses((status = 200, description = "The operator.", body = OperatorView), (status = 404, description = "No operator by that code (code 120).", body = crate::error::ErrorBody, example = json!({"code": 120, "message": "unknown operator"}))))]
 async fn read(
     State(state): State<AppState>,
     PathParams(code): PathParams<String>,
@@ -123,6 +135,16 @@ fn if_match(headers: &HeaderMap) -> AppResult<Option<i32>> {
 }
 
 /// `PATCH /v1/operators/{code}`: a JSON merge patch (RFC 7396) of the document.
+#[utoipa::path(patch, path = "/v1/operators/{code}", tag = "back office", operation_id = "patch_operator",
+    params(("code" = String, Path, description = "The operator's code.", example = "bluestar"), ("If-Match" = Option<String>, Header, description = "The version the patch is for: `\"3\"`, `W/\"3\"` or `3`.")),
+    request_body(content = Object, content_type = "application/json", description = "A JSON merge patch (RFC 7396) of the document.",
+        example = json!({"theme": {"primary": "#0b2a6f"}})),
+    responses(
+        (status = 200, description = "The operator as patched.", body = OperatorView),
+        (status = 404, description = "No operator by that code (code 120).", body = crate::error::ErrorBody, example = json!({"code": 120, "message": "unknown operator"})),
+        (status = 409, description = "A domain belongs to another operator.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "domains: bluestar.example belongs to another operator"})),
+        (status = 412, description = "`If-Match` names another version.", body = crate::error::ErrorBody, example = json!({"code": 412, "message": "If-Match: the operator is at version 4"})),
+    ))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -157,12 +179,16 @@ async fn patch(
     Ok(Json(updated))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct NewKey {
     key_id: Uuid,
+    /// 64 hex digits; shown only this once.
     secret: String,
 }
 
+#[utoipa::path(post, path = "/v1/operators/{code}/provider-keys", tag = "back office", operation_id = "create_provider_key",
+    params(("code" = String, Path, description = "The operator's code.", example = "bluestar")),
+    responses((status = 201, description = "A new provider key.", body = NewKey), (status = 404, description = "No operator by that code (code 120).", body = crate::error::ErrorBody, example = json!({"code": 120, "message": "unknown operator"}))))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,6 +205,9 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(NewKey { key_id, secret })))
 }
 
+#[utoipa::path(get, path = "/v1/operators/{code}/provider-keys", tag = "back office", operation_id = "list_provider_keys",
+    params(("code" = String, Path, description = "The operator's code.", example = "bluestar")),
+    responses((status = 200, description = "The operator's keys, without secrets.", body = Vec<store::KeyView>), (status = 404, description = "No operator by that code (code 120).", body = crate::error::ErrorBody, example = json!({"code": 120, "message": "unknown operator"}))))]
 async fn list_keys(
     State(state): State<AppState>,
     PathParams(code): PathParams<String>,
@@ -187,6 +216,12 @@ async fn list_keys(
     Ok(Json(store::list_keys(&state.pool, id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/operators/{code}/provider-keys/{key_id}", tag = "back office", operation_id = "revoke_provider_key",
+    params(("code" = String, Path, description = "The operator's code.", example = "bluestar"), ("key_id" = String, Path, description = "The key's id.")),
+    responses(
+        (status = 204, description = "Revoked (also if it was already)."),
+        (status = 404, description = "No operator by that code (code 120), or no such key (404).", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such provider key"})),
+    ))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,21 +267,31 @@ fn resolve(registry: &Arc<Registry>, headers: &HeaderMap) -> Option<Arc<Tenant>>
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TenantQuery {
+    /// ISO 3166-1 alpha-2, any case: the flags are evaluated for it.
+    #[param(pattern = "^[A-Za-z]{2}$", example = "GB")]
     country: Option<String>,
 }
 
 /// What a brand's pages read: served from memory.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TenantView<'a> {
     code: &'a str,
     name: &'a str,
+    #[schema(value_type = Vec<String>)]
     currencies: &'a [String],
+    #[schema(value_type = BTreeMap<String, String>)]
     theme: &'a BTreeMap<String, String>,
     features: BTreeMap<String, bool>,
 }
 
+#[utoipa::path(get, path = "/v1/tenant", tag = "tenant", operation_id = "tenant",
+    params(TenantQuery),
+    responses((status = 200, description = "The brand: name, currencies, theme, and every flag for the country.", body = TenantView,
+        example = json!({"code": "bluestar", "name": "Bluestar Casino", "currencies": ["GBP"],
+            "theme": {"primary": "#1a3c8f"}, "features": {"bonuses": true, "casino": true, "player_registration": true}}))))]
 async fn tenant(
     TenantOf(tenant): TenantOf,
     QueryParams(query): QueryParams<TenantQuery>,

@@ -154,7 +154,7 @@ async fn claim_domains(conn: &mut PgConnection, id: i16, domains: &[String]) -> 
 }
 
 /// A provider key as listed: never its secret.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub key_id: Uuid,
     pub created_at: DateTime<Utc>,

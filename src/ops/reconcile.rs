@@ -19,15 +19,18 @@ pub mod runs;
 use std::str::FromStr;
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+#[allow(unused_imports)]
+use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Acquire, ConnectOptions, Connection, PgConnection, Postgres};
 
 use crate::audit::{self, store::Verdict};
 use crate::error::{AppError, AppResult};
+use crate::http::PathParams;
 use crate::staff::{BackOffice, Permission};
 use crate::AppState;
 
@@ -403,7 +406,7 @@ const CHECKS: &[Check] = &[
     },
 ];
 /// What one check found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckResult {
     pub name: String,
     pub description: String,
@@ -415,7 +418,7 @@ pub struct CheckResult {
 }
 
 /// What was checked and what disagreed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub ok: bool,
     pub players: i64,
@@ -562,6 +565,11 @@ pub fn routes() -> BackOffice {
         .route(Method::GET, "/v1/admin/reconciliation/{run_id}", Reconcile, one_run)
 }
 
+#[utoipa::path(post, path = "/v1/admin/reconciliation", tag = "back office", operation_id = "start_reconciliation",
+    responses(
+        (status = 202, description = "The run just started, or the one already going.", body = runs::Run),
+        (status = 409, description = "A run is starting or finishing; try again.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "a reconciliation run is starting or finishing; try again"})),
+    ))]
 async fn start_run(State(state): State<AppState>) -> AppResult<(StatusCode, Json<Run>)> {
     match runs::start(&state.pool).await? {
         Some(run) => Ok((StatusCode::ACCEPTED, Json(run))),
@@ -569,11 +577,16 @@ async fn start_run(State(state): State<AppState>) -> AppResult<(StatusCode, Json
     }
 }
 
+#[utoipa::path(get, path = "/v1/admin/reconciliation", tag = "back office", operation_id = "latest_reconciliation",
+    responses((status = 200, description = "The latest run.", body = runs::Run), (status = 404, description = "No such run, or none yet.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such reconciliation run"}))))]
 async fn latest_run(State(state): State<AppState>) -> AppResult<Json<Run>> {
     runs::latest(&state.pool).await?.map(Json).ok_or(AppError::ReconciliationRunNotFound)
 }
 
-async fn one_run(State(state): State<AppState>, Path(raw): Path<String>) -> AppResult<Json<Run>> {
+#[utoipa::path(get, path = "/v1/admin/reconciliation/{run_id}", tag = "back office", operation_id = "reconciliation_run",
+    params(("run_id" = String, Path, description = "A run's id.")),
+    responses((status = 200, description = "The run, with its report once it succeeded.", body = runs::Run), (status = 404, description = "No such run, or none yet.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such reconciliation run"}))))]
+async fn one_run(State(state): State<AppState>, PathParams(raw): PathParams<String>) -> AppResult<Json<Run>> {
     // A path that is not a run id names no run, like an id never issued.
     let id = raw.parse::<i64>().map_err(|_| AppError::ReconciliationRunNotFound)?;
     runs::find(&state.pool, id).await?.map(Json).ok_or(AppError::ReconciliationRunNotFound)

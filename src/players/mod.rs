@@ -7,6 +7,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+#[allow(unused_imports)]
+use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::audit::Origin;
 use crate::domain::{Amount, Currency, EntryKind, IdempotencyKey, PlayerStatus, UserId};
@@ -33,12 +36,33 @@ fn user_id(raw: String) -> AppResult<UserId> {
     UserId::try_from(raw).map_err(|e| AppError::bad_request("user_id", e))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": "demo", "currency": "USD"}))]
 struct NewPlayer {
+    #[schema(min_length = 1, max_length = 255)]
     user_id: String,
     currency: String,
 }
 
+/// A player created by the back office, as `POST /v1/players` answers.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"user_id": "demo", "currency": "USD", "balance": 0, "status": "active"}))]
+struct Created {
+    user_id: String,
+    currency: String,
+    balance: i64,
+    #[schema(value_type = PlayerStatus)]
+    status: String,
+}
+
+#[utoipa::path(post, path = "/v1/players", tag = "back office", operation_id = "create_player",
+    request_body = NewPlayer,
+    responses(
+        (status = 201, description = "Created.", body = Created),
+        (status = 200, description = "The player exists with this currency: the stored player.", body = Created),
+        (status = 409, description = "The player exists with another currency.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "the player exists with another currency"})),
+        (status = 422, description = "The currency is not one of the operator's (code 154).", body = crate::error::ErrorBody, example = json!({"code": 154, "message": "currency mismatch"})),
+    ))]
 async fn create_player(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,13 +79,6 @@ async fn create_player(
     let (player, created) =
         store::create_player(&state.pool, caller.operator, &caller.origin, &user_id, &currency).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    #[derive(Serialize)]
-    struct Created {
-        user_id: String,
-        currency: String,
-        balance: i64,
-        status: String,
-    }
     let body = Created {
         user_id: player.user_id,
         currency: player.currency,
@@ -71,6 +88,9 @@ async fn create_player(
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/players/{user_id}", tag = "back office", operation_id = "get_player",
+    params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo")),
+    responses((status = 200, description = "The player.", body = store::PlayerView), (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"}))))]
 async fn get_player(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,11 +99,16 @@ async fn get_player(
     Ok(Json(store::find_player(&state.pool, caller.operator, &user_id(raw)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"status": "blocked"}))]
 struct StatusChange {
+    /// `cooling_off` is the player's own: 400 here.
     status: PlayerStatus,
 }
 
+#[utoipa::path(patch, path = "/v1/players/{user_id}", tag = "back office", operation_id = "update_player",
+    params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo")), request_body = StatusChange,
+    responses((status = 200, description = "The player, with the status set.", body = store::PlayerView), (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"}))))]
 async fn update_player(
     State(state): State<AppState>,
     caller: Caller,
@@ -100,11 +125,22 @@ async fn update_player(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"amount": 10000}))]
 struct MoneyMovement {
+    /// Minor units, more than 0.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     amount: i64,
 }
 
+#[utoipa::path(post, path = "/v1/players/{user_id}/deposits", tag = "back office", operation_id = "deposit",
+    params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo"), ("Idempotency-Key" = String, Header, description = "1 to 255 characters; a repeat with the same key and amount answers the first time's answer.", example = "first-deposit")), request_body = MoneyMovement,
+    responses(
+        (status = 201, description = "Deposited.", body = store::Payment),
+        (status = 200, description = "A replay: the first answer.", body = store::Payment),
+        (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+        (status = 409, description = "The key was used with another amount or kind, or by the player.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "Idempotency-Key was used for another request"})),
+    ))]
 async fn deposit(
     state: State<AppState>,
     caller: Caller,
@@ -115,6 +151,15 @@ async fn deposit(
     move_money(state, caller, path, headers, body, EntryKind::Deposit).await
 }
 
+#[utoipa::path(post, path = "/v1/players/{user_id}/withdrawals", tag = "back office", operation_id = "withdraw",
+    params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo"), ("Idempotency-Key" = String, Header, description = "1 to 255 characters; a repeat with the same key and amount answers the first time's answer.", example = "first-deposit")), request_body = MoneyMovement,
+    responses(
+        (status = 201, description = "Withdrawn.", body = store::Payment),
+        (status = 200, description = "A replay: the first answer.", body = store::Payment),
+        (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+        (status = 409, description = "The key was used with another amount or kind, or by the player.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "Idempotency-Key was used for another request"})),
+        (status = 422, description = "More than the balance (code 100).", body = crate::error::ErrorBody, example = json!({"code": 100, "message": "Player has not enough funds to process an action"})),
+    ))]
 async fn withdraw(
     state: State<AppState>,
     caller: Caller,
@@ -179,7 +224,7 @@ impl Movement<'_> {
 }
 
 /// A page of a player's history, newest first, as §2 shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HistoryPage {
     data: Vec<HistoryEntry>,
     next_cursor: Option<String>,
@@ -198,6 +243,9 @@ pub async fn history_page(
     Ok(Json(HistoryPage { data, next_cursor: next.map(|c| c.encode()) }))
 }
 
+#[utoipa::path(get, path = "/v1/players/{user_id}/transactions", tag = "back office", operation_id = "transactions",
+    params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo"), PageQuery),
+    responses((status = 200, description = "A page of the player's ledger, newest first.", body = HistoryPage), (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"}))))]
 async fn transactions(
     State(state): State<AppState>,
     caller: Caller,

@@ -18,11 +18,12 @@ use crate::ledger::rules::{apply_change, Refusal};
 use crate::operators::document::{Document, KycTier};
 pub use crate::paging::{page, HistoryCursor};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PlayerView {
     pub user_id: String,
     pub currency: String,
     pub balance: i64,
+    #[schema(value_type = crate::domain::PlayerStatus)]
     pub status: String,
     pub created_at: DateTime<Utc>,
 }
@@ -139,7 +140,7 @@ pub async fn set_status(
 }
 
 /// The answer to a deposit or withdrawal, stored with its idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Payment {
     pub tx_id: Uuid,
     pub balance: i64,
@@ -305,7 +306,7 @@ pub async fn move_money(
 }
 
 /// One row of a player's transaction history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub tx_id: Uuid,
     pub kind: EntryKind,

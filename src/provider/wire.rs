@@ -2,6 +2,9 @@
 //! validation into a [`Batch`]. Every rejection names the offending field.
 
 use serde::{Deserialize, Serialize};
+#[cfg(doc)]
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::{short_text, Amount, Currency, UserId};
@@ -13,22 +16,43 @@ use crate::ledger::{Action, Batch};
 /// At most this many actions in one request.
 pub const MAX_ACTIONS: usize = 100;
 
-#[derive(Deserialize)]
-struct WireRequest {
+/// A provider request: one player's batch of actions, applied in order, all or nothing.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({
+    "user_id": "8|USDT|USD", "currency": "USD", "game": "acceptance:test",
+    "game_id": "1761032910488163506", "finished": true,
+    "actions": [
+        {"action": "bet", "action_id": "7c8affbf-53fd-4fcc-b1ca-18118c5dd287", "amount": 100},
+        {"action": "win", "action_id": "86441c7a-560e-4501-b829-110af6a1b956", "amount": 250},
+        {"action": "rollback", "action_id": "c9a9c3a7-e9e8-4f5a-9fdf-1d8a377d1b8f",
+         "original_action_id": "4dbcbf1d-bcf6-43e9-9a62-7d3c0f3c6486"}]}))]
+pub struct WireRequest {
+    #[schema(min_length = 1, max_length = 255)]
     user_id: String,
+    #[schema(pattern = "^[A-Z0-9]{3,10}$")]
     currency: String,
+    #[schema(max_length = 255)]
     game: Option<String>,
+    #[schema(max_length = 255)]
     game_id: Option<String>,
     #[allow(dead_code)] // accepted and validated as a bool; carries no money rule
     finished: Option<bool>,
+    /// At most 100; absent or empty asks for the balance.
+    #[schema(max_items = 100)]
     actions: Option<Vec<WireAction>>,
 }
 
-#[derive(Deserialize)]
-struct WireAction {
+/// A bet, a win, or a rollback of another action.
+#[derive(Deserialize, ToSchema)]
+pub struct WireAction {
+    #[schema(pattern = "^(bet|win|rollback)$")]
     action: String,
+    /// Processed at most once, forever.
     action_id: Uuid,
+    /// Minor units; required for bet and win, absent for rollback.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     amount: Option<i64>,
+    /// The action a rollback reverses; only on a rollback.
     original_action_id: Option<Uuid>,
 }
 
@@ -93,23 +117,39 @@ impl WireAction {
 }
 
 /// `{"balance": …}`: the answer to a request without actions.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // only these keys: tells the two answers apart in the API document
+#[schema(example = json!({"balance": 74322001}))]
 pub struct BalanceResponse {
     pub balance: i64,
 }
 
 /// The answer to a request with actions: exactly these keys.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"game_id": "1761032910488163506", "transactions": [
+    {"action_id": "7c8affbf-53fd-4fcc-b1ca-18118c5dd287", "tx_id": "0193a4c2-7b1e-7c4a-9f00-3b2a1d0e9c11"}],
+    "balance": 74322051}))]
 pub struct ProcessResponse {
+    /// The request's, or null when it had none.
     pub game_id: Option<String>,
+    /// One per action, in request order.
     pub transactions: Vec<TransactionRef>,
     pub balance: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TransactionRef {
     pub action_id: Uuid,
     pub tx_id: Uuid,
+}
+
+/// What `/v1/process` answers: the balance alone, or the batch's transactions too.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProcessAnswer {
+    Balance(BalanceResponse),
+    Processed(ProcessResponse),
 }
 
 impl ProcessResponse {

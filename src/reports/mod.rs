@@ -18,6 +18,9 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+#[allow(unused_imports)]
+use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::domain::{storable, Currency, UserId};
 use crate::error::{AppError, AppResult};
@@ -37,13 +40,23 @@ pub fn routes() -> BackOffice {
 }
 
 /// Every query parameter a report accepts; each report reads its own.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReportQuery {
+    /// RFC 3339; the window is `[from, to)`.
+    #[param(required = true, value_type = String, format = DateTime, example = "2026-01-01T00:00:00Z")]
     from: Option<String>,
+    #[param(required = true, value_type = String, format = DateTime, example = "2026-02-01T00:00:00Z")]
     to: Option<String>,
+    #[param(pattern = "^[A-Z0-9]{3,10}$", example = "USD")]
     currency: Option<String>,
+    /// Only this player (`/users`).
+    #[param(min_length = 1, max_length = 255)]
     user_id: Option<String>,
+    /// 1 to 1000, default 100 (`/users`, `/games`).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the page before (`/users`, `/games`).
     cursor: Option<String>,
 }
 
@@ -104,7 +117,7 @@ impl Cursor {
 }
 
 /// The money columns every report row shares, with the ratio.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Figures {
     pub rounds: i64,
     pub total_bet: i128,
@@ -130,7 +143,7 @@ impl From<Totals> for Figures {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserRow {
     user_id: String,
     currency: String,
@@ -138,7 +151,7 @@ struct UserRow {
     figures: Figures,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CasinoRow {
     currency: String,
     users: i64,
@@ -146,7 +159,7 @@ struct CasinoRow {
     figures: Figures,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct GameRow {
     /// null for bets and wins that came without a game.
     game: Option<String>,
@@ -155,17 +168,20 @@ struct GameRow {
     figures: Figures,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Page<T> {
     data: Vec<T>,
     next_cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Rows<T> {
     data: Vec<T>,
 }
 
+#[utoipa::path(get, path = "/v1/reports/rtp/users", tag = "back office", operation_id = "rtp_users",
+    params(ReportQuery),
+    responses((status = 200, description = "One row per player and currency, by `user_id`, `currency`.", body = Page<UserRow>)))]
 async fn users(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,6 +216,9 @@ async fn users(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/reports/rtp/casino", tag = "back office", operation_id = "rtp_casino",
+    params(ReportQuery),
+    responses((status = 200, description = "One row per currency.", body = Rows<CasinoRow>)))]
 async fn casino(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,6 +236,9 @@ async fn casino(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/reports/rtp/games", tag = "back office", operation_id = "rtp_games",
+    params(ReportQuery),
+    responses((status = 200, description = "One row per game and currency.", body = Page<GameRow>)))]
 async fn games(
     State(state): State<AppState>,
     caller: Caller,

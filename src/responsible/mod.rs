@@ -13,17 +13,17 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::Method;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::accounts::PlayerSession;
 use crate::domain::{Amount, UserId};
 use crate::error::{AppError, AppResult};
-use crate::http::{JsonBody, PathParams};
+use crate::http::{JsonBody, PathParams, Routes};
 use crate::ledger::limits::{Guard, LimitKind, Period};
 use crate::operators::document::Document;
 use crate::staff::{BackOffice, Caller, Permission};
@@ -31,11 +31,12 @@ use crate::AppState;
 use store::StatusView;
 
 /// The player's own routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/me/limits", get(my_limits).put(set_my_limits))
-        .route("/v1/me/time-out", post(time_out))
-        .route("/v1/me/self-exclusion", post(self_exclusion))
+pub fn routes() -> Routes {
+    Routes::default()
+        .route(Method::GET, "/v1/me/limits", my_limits)
+        .route(Method::PUT, "/v1/me/limits", set_my_limits)
+        .route(Method::POST, "/v1/me/time-out", time_out)
+        .route(Method::POST, "/v1/me/self-exclusion", self_exclusion)
 }
 
 /// The back office's routes: read and lower a player's limits.
@@ -100,8 +101,30 @@ impl Request {
     }
 }
 
+/// A limits request, as the document describes it (the body is parsed by
+/// [`Request::parse`], which names the field of any problem).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct LimitsRequest {
+    deposit: Option<PeriodAmounts>,
+    loss: Option<PeriodAmounts>,
+    wager: Option<PeriodAmounts>,
+}
+
+/// An amount in minor units per period, or `null` to remove that limit.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct PeriodAmounts {
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    day: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    week: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    month: Option<i64>,
+}
+
 /// One limit as `GET …/limits` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LimitView {
     pub amount: i64,
     /// What the period has used: for `loss`, stakes minus wins, negative
@@ -114,7 +137,7 @@ pub struct LimitView {
 }
 
 /// A raise or removal waiting out the operator's delay.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingView {
     /// `None`: the limit will be removed.
     pub amount: Option<i64>,
@@ -149,12 +172,22 @@ fn delay(document: &Document) -> TimeDelta {
     TimeDelta::hours(document.rules.limit_increase_delay_hours.into())
 }
 
-async fn my_limits(State(state): State<AppState>, session: PlayerSession) -> AppResult<Json<LimitsView>> {
+#[utoipa::path(get, path = "/v1/me/limits", tag = "responsible gambling", operation_id = "my_limits",
+    responses(
+        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
+    ))]
+pub async fn my_limits(State(state): State<AppState>, session: PlayerSession) -> AppResult<Json<LimitsView>> {
     let (guard, now) = store::guard_of(&state.pool, session.tenant.id, &session.user_id).await?;
     Ok(Json(view(&guard, session.tenant.document.zone(), now)))
 }
 
-async fn set_my_limits(
+#[utoipa::path(put, path = "/v1/me/limits", tag = "responsible gambling", operation_id = "set_my_limits",
+    request_body = LimitsRequest,
+    responses(
+        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
+        (status = 400, description = "A bad kind, period or amount, naming the field.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "loss.day: must be an amount in minor units (0 ..= 10^15) or null"})),
+    ))]
+pub async fn set_my_limits(
     State(state): State<AppState>,
     session: PlayerSession,
     JsonBody(body): JsonBody<Value>,
@@ -187,7 +220,13 @@ fn document_of(
     state.operators.by_id(operator).ok_or(AppError::OperatorNotFound)
 }
 
-async fn player_limits(
+#[utoipa::path(get, path = "/v1/players/{user_id}/limits", tag = "back office", operation_id = "player_limits",
+    params(("user_id" = String, Path, description = "The player.")),
+    responses(
+        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
+        (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+    ))]
+pub async fn player_limits(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(raw): PathParams<String>,
@@ -198,7 +237,16 @@ async fn player_limits(
     Ok(Json(view(&guard, tenant.document.zone(), now)))
 }
 
-async fn lower_player_limits(
+#[utoipa::path(put, path = "/v1/players/{user_id}/limits", tag = "back office", operation_id = "lower_player_limits",
+    params(("user_id" = String, Path, description = "The player.")),
+    request_body = LimitsRequest,
+    responses(
+        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
+        (status = 400, description = "A bad kind, period or amount, naming the field.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "loss.day: must be an amount in minor units (0 ..= 10^15) or null"})),
+        (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+        (status = 403, description = "A raise or removal: staff may only lower (or set where there was none).", body = crate::error::ErrorBody, example = json!({"code": 403, "message": "forbidden"})),
+    ))]
+pub async fn lower_player_limits(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(raw): PathParams<String>,
@@ -230,20 +278,32 @@ pub enum Exclusion {
     Permanent,
 }
 
-#[derive(Deserialize)]
+/// `{"days": 1|7|30|60|90}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TimeOut {
+pub struct TimeOut {
+    #[schema(example = 7)]
     days: u32,
 }
 
-#[derive(Deserialize)]
+/// `{"months": 6|12|60}` or `{"permanent": true}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SelfExclusion {
+pub struct SelfExclusion {
+    #[schema(example = 6)]
     months: Option<u32>,
     permanent: Option<bool>,
 }
 
-async fn time_out(
+#[utoipa::path(post, path = "/v1/me/time-out", tag = "responsible gambling", operation_id = "time_out",
+    request_body = TimeOut,
+    responses(
+        (status = 200, description = "In force now; every other session of the player ended.", body = StatusView, example = json!({"status": "cooling_off", "status_until": "2026-12-04T10:00:00Z"})),
+        (status = 400, description = "A value the contract does not offer.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "days: must be 1, 7, 30, 60 or 90"})),
+        (status = 409, description = "One in force ends later (code 131): it cannot be shortened.", body = crate::error::ErrorBody, example = json!({"code": 131, "message": "a self_excluded in force (permanent) cannot be shortened or replaced by a shorter one"})),
+        (status = 422, description = "The player is blocked (code 110).", body = crate::error::ErrorBody, example = json!({"code": 110, "message": "player is blocked or self-excluded"})),
+    ))]
+pub async fn time_out(
     State(state): State<AppState>,
     session: PlayerSession,
     JsonBody(body): JsonBody<TimeOut>,
@@ -254,7 +314,15 @@ async fn time_out(
     exclude(&state, &session, Exclusion::TimeOut { days: body.days }).await
 }
 
-async fn self_exclusion(
+#[utoipa::path(post, path = "/v1/me/self-exclusion", tag = "responsible gambling", operation_id = "self_exclusion",
+    request_body = SelfExclusion,
+    responses(
+        (status = 200, description = "In force now; every other session of the player ended.", body = StatusView, example = json!({"status": "cooling_off", "status_until": "2026-12-04T10:00:00Z"})),
+        (status = 400, description = "A value the contract does not offer.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "days: must be 1, 7, 30, 60 or 90"})),
+        (status = 409, description = "One in force ends later (code 131): it cannot be shortened.", body = crate::error::ErrorBody, example = json!({"code": 131, "message": "a self_excluded in force (permanent) cannot be shortened or replaced by a shorter one"})),
+        (status = 422, description = "The player is blocked (code 110).", body = crate::error::ErrorBody, example = json!({"code": 110, "message": "player is blocked or self-excluded"})),
+    ))]
+pub async fn self_exclusion(
     State(state): State<AppState>,
     session: PlayerSession,
     JsonBody(body): JsonBody<SelfExclusion>,

@@ -194,8 +194,9 @@ pub async fn usage_from_ledger(
 }
 
 /// The status a time-out or self-exclusion left.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct StatusView {
+    #[schema(example = "cooling_off")]
     pub status: &'static str,
     pub status_until: Option<DateTime<Utc>>,
 }

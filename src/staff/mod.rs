@@ -12,7 +12,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, Method, StatusCode};
@@ -21,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
 use serde::Deserialize;
+#[allow(unused_imports)]
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -124,6 +126,11 @@ impl BackOffice {
         &self.specs
     }
 
+    /// Every route declared, as methods and paths.
+    pub fn endpoints(&self) -> Vec<crate::http::Endpoint> {
+        self.specs.iter().map(|s| crate::http::Endpoint { method: s.method.clone(), path: s.path }).collect()
+    }
+
     /// The router, with authentication in front of every route.
     pub fn into_router(self, state: AppState) -> Router<AppState> {
         self.router.route_layer(middleware::from_fn_with_state(state, authenticate))
@@ -201,8 +208,9 @@ pub fn routes() -> BackOffice {
         .route(Method::DELETE, "/v1/staff/{staff_id}", Permission::ManageStaff, delete)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "cash@bluestar.example", "role": "finance", "operator": "bluestar"}))]
 struct NewStaff {
     email: String,
     role: Role,
@@ -211,6 +219,14 @@ struct NewStaff {
     operator: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/staff", tag = "back office", operation_id = "create_staff",
+    request_body = NewStaff,
+    responses(
+        (status = 201, description = "Created; the token is shown only this once.", body = store::NewStaffView),
+        (status = 403, description = "An operator admin asked for staff of another operator or platform staff.", body = crate::error::ErrorBody, example = json!({"code": 403, "message": "your role does not allow this"})),
+        (status = 404, description = "No operator by that code (code 120).", body = crate::error::ErrorBody, example = json!({"code": 120, "message": "unknown operator"})),
+        (status = 409, description = "Live staff with this email exist at the operator.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "staff with this email exist"})),
+    ))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -239,15 +255,23 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created.with_operator_code(&state.operators))))
 }
 
+#[utoipa::path(get, path = "/v1/staff", tag = "back office", operation_id = "list_staff",
+    responses((status = 200, description = "Live staff the caller may see.", body = Vec<store::StaffView>)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Json<Vec<store::StaffView>>> {
     let staff = store::list(&state.pool, caller.identity.operator).await?;
     Ok(Json(staff.into_iter().map(|s| s.with_operator_code(&state.operators)).collect()))
 }
 
+#[utoipa::path(delete, path = "/v1/staff/{staff_id}", tag = "back office", operation_id = "delete_staff",
+    params(("staff_id" = String, Path, description = "A staff member's id.")),
+    responses(
+        (status = 204, description = "Deleted: the token no longer works."),
+        (status = 404, description = "No such staff member the caller may see.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such staff member"})),
+    ))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    crate::http::PathParams(raw): crate::http::PathParams<String>,
 ) -> AppResult<StatusCode> {
     let staff_id = Uuid::parse_str(&raw).map_err(|_| AppError::StaffNotFound)?;
     if store::delete(&state.pool, staff_id, caller.identity.operator, &caller.origin).await? {

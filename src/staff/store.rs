@@ -31,7 +31,7 @@ pub async fn find_by_token(pool: &PgPool, hash: &[u8]) -> AppResult<Option<Ident
 }
 
 /// A staff member as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StaffView {
     pub staff_id: Uuid,
     pub email: String,
@@ -39,6 +39,7 @@ pub struct StaffView {
     pub operator: Option<String>,
     pub created_at: DateTime<Utc>,
     #[serde(skip)]
+    #[schema(ignore)]
     operator_id: Option<i16>,
 }
 
@@ -50,10 +51,11 @@ impl StaffView {
 }
 
 /// A staff member just created, with the token shown only this once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewStaffView {
     #[serde(flatten)]
     pub staff: StaffView,
+    /// `stf_` and 64 hex digits; shown only this once.
     pub token: String,
 }
 

@@ -33,7 +33,7 @@ const START_ATTEMPTS: usize = 50;
 const START_RETRY: Duration = Duration::from_millis(20);
 
 /// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Running,
@@ -55,7 +55,7 @@ impl Status {
 }
 
 /// A run as the back office sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     pub run_id: i64,
     pub status: Status,
