@@ -108,7 +108,8 @@ struct StatusChange {
 
 #[utoipa::path(patch, path = "/v1/players/{user_id}", tag = "back office", operation_id = "update_player",
     params(("user_id" = String, Path, description = "The player's id, percent-encoded.", example = "demo")), request_body = StatusChange,
-    responses((status = 200, description = "The player, with the status set.", body = store::PlayerView), (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"}))))]
+    responses((status = 200, description = "The player, with the status set.", body = store::PlayerView), (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+        (status = 409, description = "A time-out or self-exclusion is in force (code 131): nobody may lift or replace it.", body = crate::error::ErrorBody, example = json!({"code": 131, "message": "the player is cooling_off until 2026-12-04T10:00:00+00:00; it cannot be lifted or replaced"}))))]
 async fn update_player(
     State(state): State<AppState>,
     caller: Caller,
