@@ -9,6 +9,7 @@
 //!   player's own API and cashier, KYC tiers.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`audit`]: the tamper-evident trail of every change, hash-chained.
+//! - [`console`]: the back-office web console at `/console/`.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
@@ -16,6 +17,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -132,6 +134,8 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::routes())
         .merge(responsible::routes())
         .merge(back_office)
+        // The console's page, assets and sign-in: HTML, not JSON API routes.
+        .merge(console::routes())
         .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
     Router::new()
         .merge(protected)
