@@ -462,8 +462,10 @@ function statusForm(path, account, reload) {
     actionForm({ id: "status-form" }, [h("button", { type: "submit", class: blocked ? "primary" : "danger", id: blocked ? "unblock" : "block" }, blocked ? "Unblock" : "Block")], async () => {
       if (!blocked && !confirm(`Block ${account.user_id}? Bets and deposits will be refused.`)) return "Not changed.";
       const { data } = await api("PATCH", path, { body: { status: target } });
-      setTimeout(reload, 600);
-      return `Status is now ${data.status}.`;
+      const message = `Status is now ${data.status}.`;
+      await reload();
+      say(message, "ok");
+      return message;
     }),
   );
 }
@@ -484,9 +486,11 @@ function moneyForm(path, account, reload) {
       if (!minor) throw new Error("amount: enter a positive amount such as 12.50");
       const kind = submitter && submitter.value === "withdrawals" ? "withdrawals" : "deposits";
       const { status, data } = await api("POST", `${path}/${kind}`, { body: { amount: minor }, headers: { "Idempotency-Key": key } });
-      setTimeout(reload, 1200);
       const what = kind === "deposits" ? "Deposit" : "Withdrawal";
-      return `${what} of ${money(minor)} ${status === 201 ? "made" : "was already made"}: transaction ${data.tx_id}, balance ${money(data.balance)}.`;
+      const message = `${what} of ${money(minor)} ${status === 201 ? "made" : "was already made"}: transaction ${data.tx_id}, balance ${money(data.balance)}.`;
+      await reload();
+      say(message, "ok");
+      return message;
     },
   );
   return h("section", { class: "card" }, h("h2", {}, "Deposit or withdraw"), form);
@@ -501,8 +505,10 @@ function kycForm(path, account, reload) {
     h("h2", {}, "KYC tier"),
     actionForm({ id: "kyc-form" }, [field("Tier", tier), field("Note (required)", note), h("button", { type: "submit", class: "primary" }, "Change tier")], async () => {
       const { data } = await api("PUT", path + "/kyc", { body: { tier: Number(tier.value), note: note.value } });
-      setTimeout(reload, 1200);
-      return `KYC tier is now ${data.kyc_tier}.`;
+      const message = `KYC tier is now ${data.kyc_tier}.`;
+      await reload();
+      say(message, "ok");
+      return message;
     }),
   );
 }
@@ -541,8 +547,10 @@ function limitsCard(path, limits, reload) {
         const minor = parseMoney(amount.value);
         if (minor === null) throw new Error("amount: enter an amount such as 50.00");
         await api("PUT", path + "/limits", { body: { [kind.value]: { [period.value]: minor } } });
-        setTimeout(reload, 1200);
-        return `The ${period.value}'s ${kind.value} limit is now ${money(minor)}.`;
+        const message = `The ${period.value}'s ${kind.value} limit is now ${money(minor)}.`;
+        await reload();
+        say(message, "ok");
+        return message;
       },
     ),
   );
@@ -625,7 +633,7 @@ async function showReports(results, window, bucket) {
   ];
   const money_columns = ["rounds", "total_bet", "total_win", "rolled_back_bet", "rolled_back_win", "rtp"];
   const exportButton = (name, rows, columns) =>
-    h("button", { type: "button", class: "link", onclick: () => download(name, csv(rows, columns)) }, "Export CSV");
+    h("button", { type: "button", class: "link", id: "export-" + name.replace(".csv", ""), onclick: () => download(name, csv(rows, columns)) }, "Export CSV");
   const net = (r) => Number(r.total_bet) - Number(r.total_win);
   const losers = users.rows.filter((r) => net(r) > 0).sort((a, b) => net(b) - net(a)).slice(0, 10);
   const winners = users.rows.filter((r) => net(r) < 0).sort((a, b) => net(a) - net(b)).slice(0, 10);
