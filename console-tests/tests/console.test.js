@@ -243,7 +243,8 @@ test("platform staff switch operators and the console wears the operator's theme
   await signIn(p, "admin@console.test");
   assert.ok(await p.isVisible("#operator"));
   await p.selectOption("#operator", "bluestar");
-  await p.waitForFunction(() => document.getElementById("brand").textContent.startsWith("Bluestar Casino"));
+  // (Locators, not waitForFunction: the page's CSP forbids the eval that polling needs.)
+  await p.locator("#brand", { hasText: "Bluestar Casino" }).waitFor();
   const background = await p.$eval("#top", (el) => getComputedStyle(el).backgroundColor);
   assert.equal(background, "rgb(26, 60, 143)", "the theme's --primary");
   await p.goto(BASE + "/console/#/operators/bluestar");
