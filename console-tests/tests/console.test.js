@@ -250,6 +250,16 @@ test("platform staff switch operators and the console wears the operator's theme
   await p.goto(BASE + "/console/#/operators/bluestar");
   await p.waitForSelector("#operator-form");
   await shot(p, "operator");
+  // The theme editor previews as one types, and saving re-themes the console.
+  await p.fill("#theme-rows .theme-row:first-child .theme-value", "#7a1f5c");
+  const preview = await p.$eval("#theme-preview button.primary", (b) => getComputedStyle(b).backgroundColor);
+  assert.equal(preview, "rgb(122, 31, 92)");
+  assert.equal(await p.$eval("#top", (el) => getComputedStyle(el).backgroundColor), "rgb(26, 60, 143)", "not saved yet");
+  await p.click("#operator-form button[type=submit]");
+  await p.waitForSelector("#operator-form .outcome.ok");
+  assert.match(await p.textContent("#operator-form .outcome"), /Saved: version 2/);
+  assert.equal((await admin("GET", "/v1/operators/bluestar")).body.theme.primary, "#7a1f5c");
+  assert.equal(await p.$eval("#top", (el) => getComputedStyle(el).backgroundColor), "rgb(122, 31, 92)");
   await p.goto(BASE + "/console/#/audit");
   await p.waitForSelector("#audit-verify .ok");
   assert.match(await p.textContent("#audit-verify"), /Chain verified/);
