@@ -81,7 +81,7 @@ test("a wrong password is refused with a clear message, the right one signs in",
   await p.press("#password", "Enter");
   await p.waitForSelector("#nav a");
   const sections = await p.$$eval("#nav a", (links) => links.map((a) => a.textContent));
-  assert.deepEqual(sections, ["Players", "RTP reports", "Audit trail", "Operators"]);
+  assert.deepEqual(sections, ["Players", "RTP reports", "Audit trail", "Staff", "Operators"]);
   const cookies = await p.context().cookies();
   const session = cookies.find((c) => c.name === "wallet_console");
   assert.ok(session.httpOnly, "the session cookie is HttpOnly");
@@ -265,6 +265,28 @@ test("platform staff switch operators and the console wears the operator's theme
   assert.match(await p.textContent("#audit-verify"), /Chain verified/);
   await p.waitForSelector("#audit-results table");
   await shot(p, "audit");
+  await p.context().close();
+});
+
+test("an admin creates a staff member who then signs in with the password given", async () => {
+  const p = await page();
+  await signIn(p, "admin@console.test");
+  await p.goto(BASE + "/console/#/staff");
+  await p.waitForSelector("#staff-form");
+  await p.fill("#staff-email", "new.clerk@console.test");
+  await p.selectOption("#staff-role", "compliance");
+  await p.selectOption("#staff-operator", "default");
+  await p.fill("#staff-password", PASSWORD);
+  await p.click("#staff-form button[type=submit]");
+  await p.waitForSelector("#status.ok");
+  assert.match(await p.textContent("#status"), /stf_[0-9a-f]{64}/);
+  assert.match(await p.textContent("main table"), /new\.clerk@console\.test/);
+  await shot(p, "staff");
+  const other = await page();
+  await signIn(other, "new.clerk@console.test");
+  const sections = await other.$$eval("#nav a", (links) => links.map((a) => a.textContent));
+  assert.deepEqual(sections, ["Players", "Audit trail"]);
+  await other.context().close();
   await p.context().close();
 });
 

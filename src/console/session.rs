@@ -87,6 +87,13 @@ pub async fn open(
     sqlx::query!("DELETE FROM staff_login_failures WHERE email_key = $1", email_key)
         .execute(&mut *tx)
         .await?;
+    // Sessions that ended more than a day ago are of no further use.
+    sqlx::query!(
+        "DELETE FROM console_sessions WHERE staff_id = $1 AND expires_at < now() - interval '1 day'",
+        staff_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     let expires_at = sqlx::query_scalar!(
         r#"INSERT INTO console_sessions (token_hash, staff_id, expires_at)
            VALUES ($1, $2, now() + make_interval(hours => $3))

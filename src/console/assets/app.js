@@ -275,6 +275,7 @@ const SECTIONS = [
   { hash: "#/players", label: "Players", permission: "read_players" },
   { hash: "#/reports", label: "RTP reports", permission: "read_reports" },
   { hash: "#/audit", label: "Audit trail", permission: "read_audit" },
+  { hash: "#/staff", label: "Staff", permission: "manage_staff" },
   { hash: "#/operators", label: "Operators", permission: "manage_operators" },
 ];
 
@@ -321,6 +322,7 @@ function route() {
     players: arg ? () => playerPage(arg) : playersPage,
     reports: reportsPage,
     audit: auditPage,
+    staff: staffPage,
     operators: arg ? () => operatorPage(arg) : operatorsPage,
   };
   const view = views[section];
@@ -753,6 +755,93 @@ async function auditEntries(results, filters, cursor, previous) {
       { class: "pager" },
       h("button", { type: "button", disabled: !previous.length, onclick: () => auditEntries(results, filters, previous[previous.length - 1], previous.slice(0, -1)).catch((e) => say(errorText(e), "error")) }, "← Newer"),
       h("button", { type: "button", disabled: !data.next_cursor, onclick: () => auditEntries(results, filters, data.next_cursor, [...previous, cursor]).catch((e) => say(errorText(e), "error")) }, "Older →"),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------- staff
+
+const ROLES = ["admin", "finance", "support", "compliance", "analyst"];
+
+async function staffPage() {
+  loading("staff");
+  let list;
+  try {
+    list = (await api("GET", "/v1/staff")).data;
+  } catch (error) {
+    failed(error);
+    return;
+  }
+  const platform = !state.session.operator;
+  const email = h("input", { type: "email", id: "staff-email", required: true, autocomplete: "off" });
+  const role = h("select", { id: "staff-role" }, ROLES.map((r) => h("option", { value: r }, r)));
+  const scope = h(
+    "select",
+    { id: "staff-operator" },
+    platform ? h("option", { value: "" }, "platform (every operator)") : null,
+    state.session.operators.map((o) => h("option", { value: o.code, selected: o.code === state.operator }, o.code)),
+  );
+  const password = h("input", { type: "password", id: "staff-password", autocomplete: "new-password", minlength: 10 });
+  const setPassword = (row) =>
+    h("button", { type: "button", class: "link", onclick: async () => {
+      const value = prompt(`New console password for ${row.email} (10 to 128 characters):`);
+      if (!value) return;
+      try {
+        await api("PUT", `/v1/staff/${row.staff_id}/password`, { body: { password: value } });
+        say(`${row.email} has a new password; their console sessions have ended.`, "ok");
+      } catch (error) {
+        say(errorText(error), "error");
+      }
+    } }, "Set password");
+  const remove = (row) =>
+    row.staff_id === state.session.staff_id
+      ? ""
+      : h("button", { type: "button", class: "link", onclick: async () => {
+          if (!confirm(`Delete ${row.email}? Their token and sessions stop working at once.`)) return;
+          try {
+            await api("DELETE", `/v1/staff/${row.staff_id}`);
+            say(`${row.email} deleted.`, "ok");
+            staffPage();
+          } catch (error) {
+            say(errorText(error), "error");
+          }
+        } }, "Delete");
+  render(
+    h("h1", {}, "Staff"),
+    table(
+      [
+        { label: "Email", key: "email" },
+        { label: "Role", key: "role" },
+        { label: "Operator", render: (r) => r.operator ?? "platform" },
+        { label: "Since", render: (r) => when(r.created_at) },
+        { label: "", render: (r) => h("span", { class: "buttons" }, setPassword(r), remove(r)) },
+      ],
+      list,
+      { caption: "Live staff" },
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "New staff member"),
+      actionForm(
+        { class: "inline", id: "staff-form" },
+        [
+          field("Email", email),
+          field("Role", role),
+          field("Operator", scope),
+          field("Console password", password, "Optional: without one, only the token works."),
+          h("button", { type: "submit", class: "primary" }, "Create"),
+        ],
+        async () => {
+          const body = { email: email.value.trim(), role: role.value, operator: scope.value || null };
+          if (password.value) body.password = password.value;
+          const { data } = await api("POST", "/v1/staff", { body });
+          password.value = "";
+          await staffPage();
+          say(`${data.email} created. Their API token, shown only now: ${data.token}`, "ok");
+          return `${data.email} created.`;
+        },
+      ),
     ),
   );
 }
