@@ -201,6 +201,15 @@ test("the RTP chart draws the series of the real report data", async () => {
   const charted = played.find((row) => row.currency === casino.find((c) => c.total_bet > 0).currency);
   assert.equal(bars.reduce((a, b) => a + b, 0), charted.total_bet, "the bars add up to the casino report");
   assert.equal(wins.reduce((a, b) => a + b, 0), charted.total_win);
+  // One game's series adds up to that game's row of the games report.
+  const games = (await admin("GET", `/v1/reports/rtp/games?from=${from}&to=${to}&currency=${charted.currency}`)).body.data;
+  const game = games.find((g) => g.total_bet > 0);
+  await p.selectOption("#series-game", game.game ?? "");
+  // (The change replaces the chart with a loading line at once, then draws the game's.)
+  await p.waitForSelector("#series-chart #rtp-chart");
+  const gameBars = await p.$$eval("#rtp-chart rect.bar.bet", (rects) => rects.map((r) => Number(r.dataset.value)));
+  assert.equal(gameBars.reduce((a, b) => a + b, 0), game.total_bet, `the ${game.game} series adds up to its report`);
+  assert.ok((await p.$$("#rtp-bars rect")).length >= 1, "RTP per game is drawn");
   const tableText = await p.textContent("#report-results");
   assert.match(tableText, /Top players by loss/);
   assert.match(tableText, /Top players by win/);
@@ -298,5 +307,21 @@ test("the player page reads on a phone", async () => {
   const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no sideways scrolling of the page (${overflow}px)`);
   await p.screenshot({ path: `${SHOTS}/player-phone.png` });
+  // Keyboard and screen readers: every control has a name, none is taken out of the tab order.
+  const unnamed = await p.$$eval("main input, main select, main textarea, main button", (controls) =>
+    controls
+      .filter((c) => !(c.closest("label") || c.getAttribute("aria-label") || (c.tagName === "BUTTON" && c.textContent.trim())))
+      .map((c) => c.outerHTML),
+  );
+  assert.deepEqual(unnamed, []);
+  assert.equal(await p.$$eval("[tabindex]", (els) => els.filter((e) => e.tabIndex > 0).length), 0);
+  // The skip link shows when focused and takes focus to the content; Tab from it reaches the sections.
+  await p.focus(".skip");
+  assert.ok((await p.$eval(".skip", (a) => a.getBoundingClientRect().left)) >= 0, "visible when focused");
+  await p.keyboard.press("Tab");
+  assert.equal(await p.evaluate(() => document.activeElement.textContent), "Players");
+  await p.focus(".skip");
+  await p.keyboard.press("Enter");
+  assert.equal(await p.evaluate(() => document.activeElement.id), "main");
   await p.context().close();
 });

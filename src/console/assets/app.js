@@ -648,7 +648,8 @@ async function showReports(results, window, bucket) {
   const partial = users.complete ? null : h("p", { class: "notice" }, "Over 20,000 players were active: the top lists below count the first 20,000 by user id. The CSV export has the same rows.");
   results.replaceChildren(
     h("section", { class: "card wide" }, h("h2", {}, "Casino"), table([{ label: "Currency", key: "currency" }, { label: "Players", num: true, key: "users" }, ...figures], casino, { caption: "Casino totals per currency", empty: "No bets or wins in this window." }), casino.length ? exportButton("rtp-casino.csv", casino, ["currency", "users", ...money_columns]) : null),
-    h("section", { class: "card wide" }, h("h2", {}, `Bets and wins per ${bucket}`), chart(series.data)),
+    seriesCard(window, bucket, series.data, games.rows),
+    games.rows.length ? h("section", { class: "card wide" }, h("h2", {}, "RTP per game"), rtpBars(games.rows)) : null,
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", {}, "Top players by loss"), partial, table(playerColumns, losers, { caption: "Players the casino won most from", empty: "No player lost in this window." })),
       h("section", { class: "card" }, h("h2", {}, "Top players by win"), table(playerColumns, winners, { caption: "Players who won most", empty: "No player won in this window." })),
@@ -656,6 +657,66 @@ async function showReports(results, window, bucket) {
     h("section", { class: "card wide" }, h("h2", {}, "Players"), users.rows.length ? exportButton("rtp-players.csv", users.rows, ["user_id", "currency", ...money_columns]) : null, table([{ label: "Player", key: "user_id" }, { label: "Currency", key: "currency" }, ...figures], users.rows.slice(0, 50), { caption: "Players (first 50; all in the CSV)", empty: "No player played in this window." })),
     h("section", { class: "card wide" }, h("h2", {}, "Games"), games.rows.length ? exportButton("rtp-games.csv", games.rows, ["game", "currency", ...money_columns]) : null, table([{ label: "Game", render: (r) => r.game ?? "(none)" }, { label: "Currency", key: "currency" }, ...figures], games.rows, { caption: "Games", empty: "No game was played in this window." })),
   );
+}
+
+/** The series chart, with a choice of game and its own CSV export. */
+function seriesCard(window, bucket, rows, games) {
+  const holder = h("div", { id: "series-chart" }, chart(rows));
+  let shown = rows;
+  const names = [...new Set(games.map((g) => g.game ?? ""))];
+  const game = h(
+    "select",
+    { id: "series-game", onchange: async () => {
+      holder.replaceChildren(h("p", { class: "loading", role: "status" }, "Loading the series…"));
+      try {
+        const params = { ...window, bucket, game: game.value === "*" ? null : game.value };
+        shown = (await api("GET", "/v1/reports/rtp/series?" + qs(params))).data.data;
+        holder.replaceChildren(chart(shown));
+      } catch (error) {
+        holder.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
+      }
+    } },
+    h("option", { value: "*" }, "every game"),
+    names.map((name) => h("option", { value: name }, name || "(no game)")),
+  );
+  return h(
+    "section",
+    { class: "card wide" },
+    h("h2", {}, `Bets and wins per ${bucket}`),
+    h("div", { class: "inline" }, field("Game", game)),
+    holder,
+    h("button", { type: "button", class: "link", id: "export-rtp-series", onclick: () =>
+      download("rtp-series.csv", csv(shown, ["start", "currency", "total_bet", "total_win", "rolled_back_bet", "rolled_back_win", "rtp"])) }, "Export CSV"),
+  );
+}
+
+/** RTP of each game as a horizontal bar, with 100% marked. */
+function rtpBars(rows) {
+  const svgNS = "http://www.w3.org/2000/svg";
+  const s = (tag, attrs, ...kids) => {
+    const el = document.createElementNS(svgNS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    for (const kid of kids) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    return el;
+  };
+  const shown = rows.filter((r) => r.rtp !== null).slice(0, 30);
+  if (!shown.length) return h("p", { class: "empty" }, "Nothing was bet in this window.");
+  const row = 22, left = 170, width = 720, right = 60;
+  const height = shown.length * row + 22;
+  const max = Math.max(1.2, ...shown.map((r) => r.rtp));
+  const x = (v) => left + ((width - left - right) * v) / max;
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-labelledby": "rtp-bars-title", id: "rtp-bars" });
+  svg.append(s("title", { id: "rtp-bars-title" }, `RTP of ${shown.length} games`));
+  shown.forEach((r, i) => {
+    const y = i * row + 20;
+    const name = `${r.game ?? "(no game)"} · ${r.currency}`;
+    svg.append(s("text", { x: left - 6, y: y + 14, class: "axis", "text-anchor": "end" }, name.length > 26 ? name.slice(0, 25) + "…" : name));
+    svg.append(s("rect", { x: left, y, width: Math.max(1, x(r.rtp) - left), height: row - 6, class: "bar bet", "data-rtp": r.rtp }, s("title", {}, `${name}: RTP ${rtp(r.rtp)}, bet ${money(r.total_bet)}, won ${money(r.total_win)}`)));
+    svg.append(s("text", { x: x(r.rtp) + 4, y: y + 14, class: "axis" }, rtp(r.rtp)));
+  });
+  svg.append(s("line", { x1: x(1), x2: x(1), y1: 16, y2: height, class: "par" }));
+  svg.append(s("text", { x: x(1), y: 12, class: "axis", "text-anchor": "middle" }, "100%"));
+  return h("figure", { class: "chart-wrap" }, svg);
 }
 
 /** An SVG chart of bets and wins per bucket (one currency: the first), with RTP per bucket on hover. */
@@ -946,7 +1007,8 @@ async function operatorPage(code) {
       const body = { name: name.value.trim(), currencies: list(currencies.value), timezone: timezone.value.trim(), domains: list(domains.value), theme, features: parsedFeatures, rules: parsedRules };
       const { data } = await api("PATCH", path, { body, headers: { "If-Match": `"${doc.version}"` } });
       doc = data;
-      if (code === state.operator) await loadTenant();
+      // The saved document, not /v1/tenant: every instance serves the change within a second, not at once.
+      if (code === state.operator) applyTheme(data.theme || {});
       return `Saved: version ${data.version}.`;
     },
   );
