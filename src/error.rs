@@ -53,6 +53,9 @@ pub enum AppError {
     KeyNotFound,
     #[error("no such staff member")]
     StaffNotFound,
+    /// A console request whose CSRF token is missing or is not its session's.
+    #[error("missing or wrong CSRF token: reload the console")]
+    CsrfRefused,
     /// The caller's role may not do this.
     #[error("your role does not allow this")]
     Forbidden,
@@ -106,7 +109,7 @@ impl AppError {
             | AppError::OperatorNotFound
             | AppError::KeyNotFound
             | AppError::StaffNotFound => StatusCode::NOT_FOUND,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::CsrfRefused => StatusCode::FORBIDDEN,
             AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) | AppError::ExclusionInForce(_) => StatusCode::CONFLICT,

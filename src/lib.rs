@@ -10,6 +10,7 @@
 //! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`openapi`]: the OpenAPI document of every route, and its reference page.
+//! - [`console`]: the back-office web console at `/console/`.
 //! - [`ops`]: health, metrics, request ids, overload protection, reconciliation.
 //! - [`tools`]: seeding, simulation and load-generation commands.
 
@@ -17,6 +18,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -131,6 +133,8 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(public_routes(&state).into_router())
         .merge(back_office)
+        // The console's page, assets and sign-in: HTML, not JSON API routes.
+        .merge(console::routes())
         .layer(middleware::from_fn_with_state(state.clone(), ops::limits::protect));
     Router::new()
         .merge(protected)

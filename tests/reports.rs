@@ -360,6 +360,54 @@ async fn brute_games(
     .collect()
 }
 
+/// `GET /v1/reports/rtp/series` by brute force: the ledger's bets and wins
+/// of the window binned by hour or UTC day.
+async fn brute_series(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: &str,
+    currency: Option<&str>,
+    game: Option<&str>,
+) -> Value {
+    let seconds = if bucket == "hour" { 3600.0 } else { 86_400.0 };
+    let data: Vec<Value> = sqlx::query!(
+        r#"SELECT date_bin(make_interval(secs => $4), l.created_at, '2000-01-01T00:00:00Z') AS "start!",
+                  p.currency,
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NULL), 0)::int8 AS "bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NULL), 0)::int8 AS "win!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'bet' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_bet!",
+                  coalesce(sum(l.amount) FILTER (WHERE l.kind = 'win' AND a.reversed_by IS NOT NULL), 0)::int8 AS "rb_win!"
+           FROM ledger l
+           JOIN actions a ON a.action_id = l.action_id
+           JOIN players p ON p.id = l.player_id
+           WHERE l.kind IN ('bet', 'win') AND l.created_at >= $1 AND l.created_at < $2
+             AND ($3::text IS NULL OR p.currency = $3)
+             AND ($5::text IS NULL OR coalesce(l.game, '') = $5)
+           GROUP BY 1, p.currency
+           ORDER BY 1, p.currency"#,
+        from,
+        to,
+        currency,
+        seconds,
+        game,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        let mut row = with_key(
+            figures(0, r.bet, r.win, r.rb_bet, r.rb_win),
+            json!({"start": r.start.to_rfc3339_opts(SecondsFormat::AutoSi, true), "currency": r.currency}),
+        );
+        row.as_object_mut().unwrap().remove("rounds");
+        row
+    })
+    .collect();
+    json!({"bucket": bucket, "data": data})
+}
+
 /// Every row of a paginated report, checking each page on the way.
 async fn all_pages(app: &Router, base: &str, limit: usize) -> Vec<Value> {
     let mut rows = Vec::new();
@@ -448,6 +496,17 @@ async fn assert_random_windows(pool: &PgPool, rng: &mut StdRng, count: usize) ->
         let games = all_pages(&app, &format!("/v1/reports/rtp/games?{query}"), limit).await;
         let expected = brute_games(pool, from, to, currency).await;
         assert_eq!(games, expected, "games report for {query}");
+
+        let bucket = ["hour", "day"][rng.random_range(0..2)];
+        let game = [None, None, Some("slots"), Some("")][rng.random_range(0..4)];
+        let mut series_query = format!("{query}&bucket={bucket}");
+        if let Some(game) = game {
+            series_query.push_str(&format!("&game={game}"));
+        }
+        let (status, series) = get(&app, &format!("/v1/reports/rtp/series?{series_query}")).await;
+        assert_eq!(status, StatusCode::OK, "{series}");
+        let expected = brute_series(pool, from, to, bucket, currency, game).await;
+        assert_eq!(series, expected, "series for {series_query}");
     }
     non_empty
 }
@@ -527,7 +586,36 @@ async fn hour_aligned_long_windows_read_rollups_and_agree_with_the_ledger(pool: 
         assert_eq!(users, brute_users(&pool, from, to, None, None).await);
         let games = all_pages(&app, &format!("/v1/reports/rtp/games?{query}"), 2).await;
         assert_eq!(games, brute_games(&pool, from, to, None).await);
+        for bucket in ["hour", "day"] {
+            let (status, series) =
+                get(&app, &format!("/v1/reports/rtp/series?{query}&bucket={bucket}")).await;
+            assert_eq!(status, StatusCode::OK, "{series}");
+            assert_eq!(series, brute_series(&pool, from, to, bucket, None, None).await);
+        }
     }
+}
+
+#[sqlx::test]
+async fn a_series_needs_a_bucket_of_an_hour_or_a_day_and_a_bounded_span(pool: PgPool) {
+    let app = router(&pool).await;
+    let ok = "from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
+    for (query, field) in [
+        (ok.to_string(), "bucket"),
+        (format!("{ok}&bucket=week"), "bucket"),
+        ("from=2026-11-01T00:00:00Z&to=2027-11-02T00:00:00Z&bucket=hour".to_string(), "bucket"),
+        (format!("{ok}&bucket=day&currency=us"), "currency"),
+        ("to=2026-11-02T00:00:00Z&bucket=day".to_string(), "from"),
+    ] {
+        let (status, body) = get(&app, &format!("/v1/reports/rtp/series?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{field}:")), "{query}: {message}");
+    }
+    // A year by day is fine, and nothing was played.
+    let (status, body) =
+        get(&app, "/v1/reports/rtp/series?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z&bucket=day")
+            .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"bucket": "day", "data": []})));
 }
 
 #[sqlx::test]

@@ -61,6 +61,8 @@ fn contract_allows(method: &str, path: &str, role: Role, platform: bool) -> bool
     let (roles, platform_only): (&[Role], bool) = match (method, path) {
         ("POST", "/v1/players") => (&[Admin], false),
         ("GET", "/v1/players/{user_id}") | ("GET", "/v1/players/{user_id}/transactions") => (READERS, false),
+        // The console's search and player page.
+        ("GET", "/v1/players") | ("GET", "/v1/players/{user_id}/account") => (READERS, false),
         ("PATCH", "/v1/players/{user_id}") => (&[Admin, Support, Compliance], false),
         ("PUT", "/v1/players/{user_id}/kyc") => (&[Admin, Compliance], false),
         // §9: staff with the role read and lower limits.
@@ -68,6 +70,7 @@ fn contract_allows(method: &str, path: &str, role: Role, platform: bool) -> bool
         ("POST", "/v1/players/{user_id}/deposits") | ("POST", "/v1/players/{user_id}/withdrawals") => {
             (&[Admin, Finance], false)
         }
+        ("GET", "/v1/reports/rtp/series") => (&[Admin, Finance, Analyst], false),
         (_, p) if p.starts_with("/v1/reports/") => (&[Admin, Finance, Analyst], false),
         (_, p) if p.starts_with("/v1/audit") => (&[Admin, Compliance], false),
         (_, p) if p.starts_with("/v1/staff") => (&[Admin], false),

@@ -82,13 +82,14 @@ pub enum Action {
     ProviderKeyRevoke,
     StaffCreate,
     StaffDelete,
+    StaffPassword,
     AuthLogin,
     AuthLoginFailed,
 }
 
 impl Action {
     /// Every action, in the order docs/API.md lists them.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::PlayerCreate,
         Action::PlayerStatus,
         Action::PlayerDeposit,
@@ -102,6 +103,7 @@ impl Action {
         Action::ProviderKeyRevoke,
         Action::StaffCreate,
         Action::StaffDelete,
+        Action::StaffPassword,
         Action::AuthLogin,
         Action::AuthLoginFailed,
     ];
@@ -121,6 +123,7 @@ impl Action {
             Action::ProviderKeyRevoke => "provider_key.revoke",
             Action::StaffCreate => "staff.create",
             Action::StaffDelete => "staff.delete",
+            Action::StaffPassword => "staff.password",
             Action::AuthLogin => "auth.login",
             Action::AuthLoginFailed => "auth.login_failed",
         }

@@ -1,5 +1,6 @@
 //! The back-office wallet: players, deposits, withdrawals and history.
 
+pub mod profile;
 pub mod store;
 
 use axum::extract::State;
@@ -25,11 +26,13 @@ pub fn routes() -> BackOffice {
     use Permission::*;
     BackOffice::default()
         .route(Method::POST, "/v1/players", CreatePlayers, create_player)
+        .route(Method::GET, "/v1/players", ReadPlayers, profile::search)
         .route(Method::GET, "/v1/players/{user_id}", ReadPlayers, get_player)
         .route(Method::PATCH, "/v1/players/{user_id}", ChangeStatus, update_player)
         .route(Method::POST, "/v1/players/{user_id}/deposits", MoveMoney, deposit)
         .route(Method::POST, "/v1/players/{user_id}/withdrawals", MoveMoney, withdraw)
         .route(Method::GET, "/v1/players/{user_id}/transactions", ReadPlayers, transactions)
+        .route(Method::GET, "/v1/players/{user_id}/account", ReadPlayers, profile::account)
 }
 
 fn user_id(raw: String) -> AppResult<UserId> {

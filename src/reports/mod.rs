@@ -37,6 +37,7 @@ pub fn routes() -> BackOffice {
         .route(Method::GET, "/v1/reports/rtp/users", ReadReports, users)
         .route(Method::GET, "/v1/reports/rtp/casino", ReadReports, casino)
         .route(Method::GET, "/v1/reports/rtp/games", ReadReports, games)
+        .route(Method::GET, "/v1/reports/rtp/series", ReadReports, series)
 }
 
 /// Every query parameter a report accepts; each report reads its own.
@@ -58,6 +59,8 @@ struct ReportQuery {
     limit: Option<String>,
     /// The `next_cursor` of the page before (`/users`, `/games`).
     cursor: Option<String>,
+    bucket: Option<String>,
+    game: Option<String>,
 }
 
 impl ReportQuery {
@@ -268,5 +271,88 @@ async fn games(
             })
             .collect(),
         next_cursor: next,
+    }))
+}
+
+/// The most buckets one series may span.
+pub const MAX_BUCKETS: i64 = 5000;
+
+#[derive(Serialize, ToSchema)]
+struct SeriesRow {
+    /// The bucket's start; the first and last buckets may be cut by the window.
+    start: chrono::DateTime<chrono::Utc>,
+    currency: String,
+    total_bet: i128,
+    total_win: i128,
+    rolled_back_bet: i128,
+    rolled_back_win: i128,
+    rtp: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Series {
+    bucket: &'static str,
+    data: Vec<SeriesRow>,
+}
+
+/// `GET /v1/reports/rtp/series?from=&to=&bucket=hour|day[&currency=][&game=]`.
+#[utoipa::path(get, path = "/v1/reports/rtp/series", tag = "back office", operation_id = "rtp_series",
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "One row per bucket with activity and currency, oldest first.", body = Series),
+        (status = 400, description = "A bad window, bucket (hour or day, at most 5000 of them), currency or game.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "bucket: must be hour or day"})),
+    ))]
+async fn series(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<ReportQuery>,
+) -> AppResult<Json<Series>> {
+    let window = query.window()?;
+    let currency = query.currency()?;
+    let (bucket, seconds) = match query.bucket.as_deref() {
+        Some("hour") => ("hour", 3600),
+        Some("day") => ("day", 86_400),
+        Some(_) => return Err(AppError::bad_request("bucket", "must be hour or day")),
+        None => return Err(AppError::bad_request("bucket", "is required (hour or day)")),
+    };
+    let span = (window.to - window.from).num_seconds() / i64::from(seconds) + 2;
+    if span > MAX_BUCKETS {
+        return Err(AppError::bad_request(
+            "bucket",
+            format!("the window spans more than {MAX_BUCKETS} buckets; choose a shorter window or day"),
+        ));
+    }
+    if let Some(game) = &query.game {
+        if game.chars().count() > 255 {
+            return Err(AppError::bad_request("game", "must be at most 255 characters"));
+        }
+        storable(game).map_err(|e| AppError::bad_request("game", e))?;
+    }
+    let rows = store::series(
+        &state.pool,
+        caller.operator,
+        &window,
+        seconds,
+        currency.as_ref().map(Currency::as_str),
+        query.game.as_deref(),
+    )
+    .await?;
+    Ok(Json(Series {
+        bucket,
+        data: rows
+            .into_iter()
+            .map(|r| {
+                let figures = Figures::from(r.totals);
+                SeriesRow {
+                    start: r.start,
+                    currency: r.currency,
+                    total_bet: figures.total_bet,
+                    total_win: figures.total_win,
+                    rolled_back_bet: figures.rolled_back_bet,
+                    rolled_back_win: figures.rolled_back_win,
+                    rtp: figures.rtp,
+                }
+            })
+            .collect(),
     }))
 }

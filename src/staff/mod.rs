@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::audit::{Actor, Origin};
 use crate::error::{AppError, AppResult};
-use crate::http::JsonBody;
+use crate::http::{JsonBody, PathParams};
 use crate::operators::document::is_code;
 use crate::ops::observe::RequestId;
 use crate::AppState;
@@ -137,18 +137,21 @@ impl BackOffice {
     }
 }
 
-/// Layer over the back office: the bearer token names an identity, or 401.
+/// Layer over the back office: the bearer token, or else a console session
+/// cookie with its CSRF token, names an identity; or 401 (403 for a cookie
+/// without its CSRF token).
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(token) = crate::http::bearer_token(request.headers()) else {
-        return AppError::Unauthorized.into_response();
-    };
-    let identity = if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
-        Some(Identity { staff_id: None, role: Role::Admin, operator: None })
-    } else {
-        match store::find_by_token(&state.pool, &token_hash(token)).await {
-            Ok(found) => found,
-            Err(error) => return error.into_response(),
+    let found = match crate::http::bearer_token(request.headers()) {
+        Some(token) if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
+            Ok(Some(Identity { staff_id: None, role: Role::Admin, operator: None }))
         }
+        Some(token) => store::find_by_token(&state.pool, &token_hash(token)).await,
+        // The console's session cookie, with its CSRF token.
+        None => crate::console::cookie_identity(&state, request.headers()).await,
+    };
+    let identity = match found {
+        Ok(found) => found,
+        Err(error) => return error.into_response(),
     };
     match identity {
         Some(identity) => {
@@ -206,6 +209,7 @@ pub fn routes() -> BackOffice {
         .route(Method::POST, "/v1/staff", Permission::ManageStaff, create)
         .route(Method::GET, "/v1/staff", Permission::ManageStaff, list)
         .route(Method::DELETE, "/v1/staff/{staff_id}", Permission::ManageStaff, delete)
+        .route(Method::PUT, "/v1/staff/{staff_id}/password", Permission::ManageStaff, set_password)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -217,6 +221,43 @@ struct NewStaff {
     /// An operator code; absent or null for platform staff.
     #[serde(default)]
     operator: Option<String>,
+    /// A console sign-in password (10..=128 characters); absent: none.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+/// `PUT /v1/staff/{staff_id}/password` `{"password"}` → **204**: sets or
+/// replaces a staff member's console password and ends its console sessions.
+#[utoipa::path(put, path = "/v1/staff/{staff_id}/password", tag = "back office", operation_id = "set_staff_password",
+    params(("staff_id" = String, Path, description = "The staff member.")),
+    request_body = NewPassword,
+    responses(
+        (status = 204, description = "Set; the member's console sessions are ended."),
+        (status = 400, description = "A password of 10 to 128 characters is required.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "password: must be 10 to 128 characters"})),
+        (status = 404, description = "No such staff member in the caller's scope.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such staff member"})),
+        (status = 409, description = "Another live staff member has a password for this email.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "another staff member with this email has a password"})),
+    ))]
+async fn set_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(raw): PathParams<String>,
+    JsonBody(body): JsonBody<NewPassword>,
+) -> AppResult<StatusCode> {
+    let staff_id = Uuid::parse_str(&raw).map_err(|_| AppError::StaffNotFound)?;
+    let password = crate::accounts::fields::password(body.password)?;
+    let hash = state.passwords.hash(password).await?;
+    let scope = caller.identity.operator;
+    if crate::console::session::set_password(&state.pool, staff_id, scope, &hash, &caller.origin).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::StaffNotFound)
+    }
 }
 
 #[utoipa::path(post, path = "/v1/staff", tag = "back office", operation_id = "create_staff",
@@ -251,7 +292,13 @@ async fn create(
             _ => return Err(AppError::Forbidden),
         },
     };
-    let created = store::create(&state.pool, operator, &email, body.role, &caller.origin).await?;
+    let password_hash = match body.password {
+        Some(password) => Some(state.passwords.hash(crate::accounts::fields::password(password)?).await?),
+        None => None,
+    };
+    let created =
+        store::create(&state.pool, operator, &email, body.role, password_hash.as_deref(), &caller.origin)
+            .await?;
     Ok((StatusCode::CREATED, Json(created.with_operator_code(&state.operators))))
 }
 
@@ -271,7 +318,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Json<V
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    crate::http::PathParams(raw): crate::http::PathParams<String>,
+    PathParams(raw): PathParams<String>,
 ) -> AppResult<StatusCode> {
     let staff_id = Uuid::parse_str(&raw).map_err(|_| AppError::StaffNotFound)?;
     if store::delete(&state.pool, staff_id, caller.identity.operator, &caller.origin).await? {

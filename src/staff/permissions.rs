@@ -68,6 +68,45 @@ pub enum Permission {
     Reconcile,
 }
 
+impl Permission {
+    pub const ALL: [Permission; 14] = [
+        Permission::ReadPlayers,
+        Permission::CreatePlayers,
+        Permission::ChangeStatus,
+        Permission::MoveMoney,
+        Permission::ChangeKyc,
+        Permission::LowerLimits,
+        Permission::Exclusions,
+        Permission::ReadReports,
+        Permission::ReadAudit,
+        Permission::ManageStaff,
+        Permission::ManageBonuses,
+        Permission::ManageOperators,
+        Permission::ManageProviderKeys,
+        Permission::Reconcile,
+    ];
+
+    /// The name the console knows the permission by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadPlayers => "read_players",
+            Permission::CreatePlayers => "create_players",
+            Permission::ChangeStatus => "change_status",
+            Permission::MoveMoney => "move_money",
+            Permission::ChangeKyc => "change_kyc",
+            Permission::LowerLimits => "lower_limits",
+            Permission::Exclusions => "exclusions",
+            Permission::ReadReports => "read_reports",
+            Permission::ReadAudit => "read_audit",
+            Permission::ManageStaff => "manage_staff",
+            Permission::ManageBonuses => "manage_bonuses",
+            Permission::ManageOperators => "manage_operators",
+            Permission::ManageProviderKeys => "manage_provider_keys",
+            Permission::Reconcile => "reconcile",
+        }
+    }
+}
+
 /// Whether a caller of `role` (platform-wide when `platform`) may do `permission`.
 pub fn allows(role: Role, platform: bool, permission: Permission) -> bool {
     use Permission::*;

@@ -73,6 +73,7 @@ pub async fn create(
     operator: Option<i16>,
     email: &str,
     role: Role,
+    password_hash: Option<&str>,
     origin: &Origin,
 ) -> AppResult<NewStaffView> {
     let mut bytes = [0u8; 32];
@@ -81,18 +82,23 @@ pub async fn create(
     let staff_id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     let created_at = sqlx::query_scalar!(
-        r#"INSERT INTO staff (staff_id, operator_id, email, role, token_hash) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT DO NOTHING RETURNING created_at"#,
+        r#"INSERT INTO staff (staff_id, operator_id, email, role, token_hash, password_hash)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (coalesce(operator_id, 0), lower(email)) WHERE deleted_at IS NULL DO NOTHING
+           RETURNING created_at"#,
         staff_id,
         operator,
         email,
         role.as_str(),
         token_hash(&token),
+        password_hash,
     )
     .fetch_optional(&mut *tx)
-    .await?
+    .await
+    .map_err(crate::console::session::email_taken)?
     .ok_or_else(|| AppError::Conflict("email: a staff member with this email exists already".into()))?;
-    let after = json!({"staff_id": staff_id, "email": email, "role": role, "operator_id": operator});
+    let after = json!({"staff_id": staff_id, "email": email, "role": role, "operator_id": operator,
+                       "sign_in": password_hash.is_some()});
     let entry = origin.entry(operator, Action::StaffCreate, audit::target("staff", staff_id));
     audit::record(&mut tx, &entry.after(after)).await?;
     tx.commit().await?;
