@@ -22,6 +22,7 @@ use serde_json::json;
 pub const SEARCH_LIMIT: i64 = 20;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// A user id (exactly) or an account email (any case).
     q: Option<String>,
