@@ -92,9 +92,9 @@ async fn a_new_or_lower_limit_applies_at_once_and_a_raise_or_removal_waits(pool:
     // Its time comes (the stored time moved back a day).
     sql(
         &pool,
-        "UPDATE players SET guard = jsonb_set(guard, '{limits}', (SELECT jsonb_agg(CASE WHEN l ? 'pending_at' \
+        "UPDATE players SET limits = (SELECT jsonb_agg(CASE WHEN l ? 'pending_at' \
          THEN jsonb_set(l, '{pending_at}', to_jsonb(now() - interval '1 second')) ELSE l END) \
-         FROM jsonb_array_elements(guard->'limits') l)) WHERE guard IS NOT NULL",
+         FROM jsonb_array_elements(limits) l) WHERE limits IS NOT NULL",
     )
     .await;
     let (status, view) = as_player(&server, Method::GET, "/v1/me/limits", &token, None).await;
@@ -392,37 +392,45 @@ async fn reconcile_finds_a_counter_that_differs_from_the_ledger(pool: PgPool) {
     set_limits(&server, &token, json!({"wager": {"week": 1_000}})).await;
     play(&server, &secret, &user_id, vec![bet(id(), 100)]).await;
     assert_reconciles(&pool).await;
-    sql(
-        &pool,
-        "UPDATE players SET guard = jsonb_set(guard, '{usage}', (SELECT jsonb_agg(CASE WHEN u->>'period' = 'week' \
-         THEN jsonb_set(u, '{staked}', to_jsonb((u->>'staked')::int8 - 1)) ELSE u END) \
-         FROM jsonb_array_elements(guard->'usage') u)) WHERE guard IS NOT NULL",
-    )
-    .await;
+    sql(&pool, "UPDATE players SET week_sums.staked = (week_sums).staked - 1 WHERE week_sums IS NOT NULL")
+        .await;
     let report = reconcile(&pool).await.unwrap();
     let check = report.checks.iter().find(|c| c.name == "limit_counters_match_the_ledger").unwrap();
     assert_eq!(check.mismatches, 1, "{check:?}");
 }
 
 #[sqlx::test]
-async fn the_database_refuses_a_guard_that_breaks_its_rules(pool: PgPool) {
+async fn the_database_refuses_limits_or_counters_that_break_their_rules(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
     let (_, token, _) = funded_player(&server, json!({})).await;
     set_limits(&server, &token, json!({"wager": {"week": 1_000}, "loss": {"day": 500}})).await;
     for (problem, edit) in [
-        ("a negative sum", "jsonb_set(guard, '{usage,0,staked}', '-1')"),
-        ("an amount past the range", "jsonb_set(guard, '{limits,0,amount}', '1000000000000001')"),
-        ("a waiting change that lowers", "jsonb_set(guard, '{limits,0,pending_amount}', '1')"),
-        ("an unknown kind", "jsonb_set(guard, '{limits,0,kind}', '\"bets\"')"),
-        ("a string amount", "jsonb_set(guard, '{limits,0,amount}', '\"5\"')"),
-        ("a waiting change without its time", "jsonb_set(guard, '{limits,0,pending_amount}', '2000000')"),
-        ("no usage", "guard - 'usage'"),
+        ("an amount past the range", "jsonb_set(limits, '{0,amount}', '1000000000000001')"),
+        ("a waiting change that lowers", "jsonb_set(limits, '{0,pending_amount}', '1')"),
+        ("an unknown kind", "jsonb_set(limits, '{0,kind}', '\"bets\"')"),
+        ("a string amount", "jsonb_set(limits, '{0,amount}', '\"5\"')"),
+        ("a waiting change without its time", "jsonb_set(limits, '{0,pending_amount}', '2000000')"),
+        ("one kind and period twice", "limits || limits"),
+        ("not a list", "'{}'"),
     ] {
-        let refused = sqlx::query(&format!("UPDATE players SET guard = {edit} WHERE guard IS NOT NULL"))
+        let refused = sqlx::query(&format!("UPDATE players SET limits = {edit} WHERE limits IS NOT NULL"))
             .execute(&pool)
             .await
             .unwrap_err();
         let constraint = refused.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
-        assert_eq!(constraint.as_deref(), Some("players_guard_check"), "{problem}: {refused}");
+        assert_eq!(constraint.as_deref(), Some("players_limits_check"), "{problem}: {refused}");
+    }
+    for (problem, edit) in [
+        ("a negative sum", "day_sums.staked = -1"),
+        ("a period that ends as it starts", "day_sums.period_end = (day_sums).period_start"),
+        ("a missing sum", "day_sums.won = NULL"),
+        ("every field missing", "day_sums = ROW(NULL, NULL, NULL, NULL, NULL)"),
+    ] {
+        let refused = sqlx::query(&format!("UPDATE players SET {edit} WHERE day_sums IS NOT NULL"))
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        let constraint = refused.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
+        assert_eq!(constraint.as_deref(), Some("players_sums_check"), "{problem}: {refused}");
     }
 }

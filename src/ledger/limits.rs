@@ -4,8 +4,9 @@
 //! raise or removal it may be waiting out) and one [`Usage`] per period
 //! length, the sums of the latest period of that length. The hot path and the
 //! cashier load it with the player's row lock, check an operation against
-//! it, count the operation in it and write it back in the statement that
-//! writes the money. Players without limits carry none and pay nothing here.
+//! it, count the operation in it and write the counters back in the
+//! statement that writes the money; the limits are only read there
+//! (migration 0012). Players without limits carry none and pay nothing here.
 //!
 //! Periods are calendar periods in the operator's time zone: the day from
 //! midnight, the week from Monday's midnight, the month from the first's
@@ -163,10 +164,10 @@ impl Limit {
     }
 }
 
-/// The sums of one period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The sums of one period: a `period_sums` value of the wallet row (migration 0012).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "period_sums")]
 pub struct Usage {
-    pub period: Period,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub deposited: i64,
@@ -175,8 +176,8 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn empty(period: Period, span: Span) -> Usage {
-        Usage { period, period_start: span.start, period_end: span.end, deposited: 0, staked: 0, won: 0 }
+    pub fn empty(span: Span) -> Usage {
+        Usage { period_start: span.start, period_end: span.end, deposited: 0, staked: 0, won: 0 }
     }
 
     pub fn span(&self) -> Span {
@@ -202,52 +203,24 @@ pub struct Counted {
     pub won: i64,
 }
 
-/// A limited player's limits and counters: the `guard` document of the
-/// wallet row, read and written with the row's lock (migration 0009).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A limited player's limits (a row of `player_limits`) and counters (the
+/// `day_sums`, `week_sums` and `month_sums` of the wallet row), read with the
+/// row's lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Guard {
     pub limits: Vec<Limit>,
     /// The latest period of each length, by [`Period`] order; `None` until
-    /// the player does something in one. Stored as the list of those there are.
-    #[serde(with = "by_period")]
+    /// the player does something in one.
     pub usage: [Option<Usage>; 3],
 }
 
-/// `[Option<Usage>; 3]` as the list of the periods present.
-mod by_period {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::Usage;
-
-    pub fn serialize<S: Serializer>(usage: &[Option<Usage>; 3], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(usage.iter().flatten())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Option<Usage>; 3], D::Error> {
-        let mut usage = [None; 3];
-        for u in Vec::<Usage>::deserialize(d)? {
-            usage[u.period.index()] = Some(u);
-        }
-        Ok(usage)
-    }
-}
-
 impl Guard {
-    /// Builds a guard from stored rows (any order).
-    pub fn new(limits: Vec<Limit>, usage: impl IntoIterator<Item = Usage>) -> Guard {
-        let mut guard = Guard { limits, usage: [None; 3] };
-        for u in usage {
-            guard.usage[u.period.index()] = Some(u);
-        }
-        guard
-    }
-
     /// The sums of the period of this length in progress at `now`: zero when
     /// the stored one is an earlier period.
     pub fn current(&self, period: Period, zone: Tz, now: DateTime<Utc>) -> Usage {
         match self.usage[period.index()] {
             Some(u) if u.span().contains(now) => u,
-            _ => Usage::empty(period, period.span(zone, now)),
+            _ => Usage::empty(period.span(zone, now)),
         }
     }
 
@@ -364,10 +337,13 @@ mod tests {
     #[test]
     fn a_bet_is_checked_as_lost_against_every_limit_in_force() {
         let now = at("2026-11-27T10:00:00Z");
-        let mut guard = Guard::new(
-            vec![limit(LimitKind::Wager, Period::Week, 1_000), limit(LimitKind::Loss, Period::Day, 300)],
-            [],
-        );
+        let mut guard = Guard {
+            limits: vec![
+                limit(LimitKind::Wager, Period::Week, 1_000),
+                limit(LimitKind::Loss, Period::Day, 300),
+            ],
+            usage: [None; 3],
+        };
         guard.check(LONDON, now, stake(300)).unwrap();
         guard.count(LONDON, now, stake(300));
         let over_loss = Err(Refusal::OverLimit { kind: LimitKind::Loss, period: Period::Day });
@@ -389,7 +365,7 @@ mod tests {
     fn a_new_period_starts_from_zero_and_a_rollback_changes_only_its_own_period() {
         let friday = at("2026-11-27T10:00:00Z");
         let saturday = at("2026-11-28T10:00:00Z");
-        let mut guard = Guard::new(vec![limit(LimitKind::Wager, Period::Day, 100)], []);
+        let mut guard = Guard { limits: vec![limit(LimitKind::Wager, Period::Day, 100)], usage: [None; 3] };
         guard.count(LONDON, friday, stake(100));
         assert!(guard.check(LONDON, friday, stake(1)).is_err());
         guard.check(LONDON, saturday, stake(100)).unwrap();
@@ -416,7 +392,7 @@ mod tests {
         let removal = Limit { pending_at: Some(later), ..raise };
         let removal = Limit { pending_amount: None, ..removal };
         assert_eq!(removal.in_force(later), None);
-        let guard = Guard::new(vec![removal], []);
+        let guard = Guard { limits: vec![removal], usage: [None; 3] };
         guard.check(LONDON, later, stake(i64::MAX)).unwrap();
         assert!(guard.check(LONDON, now, stake(101)).is_err());
     }
@@ -424,7 +400,8 @@ mod tests {
     #[test]
     fn sums_near_the_largest_amount_neither_overflow_nor_pass() {
         let now = at("2026-11-27T10:00:00Z");
-        let mut guard = Guard::new(vec![limit(LimitKind::Wager, Period::Month, i64::MAX)], []);
+        let mut guard =
+            Guard { limits: vec![limit(LimitKind::Wager, Period::Month, i64::MAX)], usage: [None; 3] };
         guard.count(LONDON, now, stake(i64::MAX));
         assert!(guard.check(LONDON, now, stake(1)).is_err());
     }

@@ -12,8 +12,9 @@
 //! Four round trips whatever the number of actions, five when a rollback
 //! names an original, and whatever the number of requests processed together
 //! (see `group.rs`); nothing is queried inside a loop. A player's
-//! responsible-gambling limits and counters are a column of the locked row. A request the rules
-//! refuse leaves no trace: its effects are never added to what gets written.
+//! responsible-gambling counters are columns of the locked row and its limits
+//! are read with it. A request the rules refuse leaves no trace: its effects
+//! are never added to what gets written.
 //!
 //! Step 2 does not look up the actions' own ids: they are new but for the rare
 //! replay, and the registry's primary key finds a replay anyway when its row
@@ -29,7 +30,7 @@ use uuid::Uuid;
 
 use sqlx::types::Json;
 
-use super::limits::Guard;
+use super::limits::{Guard, Limit, Usage};
 use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
 use super::{Action, Batch, Submission};
 use crate::domain::{Amount, Currency, EntryKind, UserId};
@@ -252,10 +253,12 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
     user_ids.sort_unstable();
     user_ids.dedup();
     let rows = sqlx::query!(
-        r#"SELECT id, operator_id, user_id, currency, balance, status, last_seq, country, kyc_tier,
-                  status_until, guard AS "guard: Json<Guard>", updated_at, clock_timestamp() AS "clock!"
-           FROM players WHERE operator_id = ANY($1) AND user_id = ANY($2)
-           ORDER BY id
+        r#"SELECT p.id, p.operator_id, p.user_id, p.currency, p.balance, p.status, p.last_seq, p.country,
+                  p.kyc_tier, p.status_until, p.updated_at, clock_timestamp() AS "clock!",
+                  p.limits AS "limits: Json<Vec<Limit>>", p.day_sums AS "day_sums: Usage",
+                  p.week_sums AS "week_sums: Usage", p.month_sums AS "month_sums: Usage"
+           FROM players p WHERE p.operator_id = ANY($1) AND p.user_id = ANY($2)
+           ORDER BY p.id
            FOR UPDATE"#,
         &operators,
         &user_ids as _,
@@ -276,7 +279,9 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
                 country: p.country,
                 kyc_tier: p.kyc_tier,
                 status_until: p.status_until,
-                guard: p.guard.map(|Json(guard)| guard),
+                guard: p
+                    .limits
+                    .map(|Json(limits)| Guard { limits, usage: [p.day_sums, p.week_sums, p.month_sums] }),
             };
             Ok(((p.operator_id, p.user_id), player))
         })
@@ -468,8 +473,11 @@ struct SummaryColumns {
     p_id: Vec<i64>,
     p_balance: Vec<i64>,
     p_last_seq: Vec<i64>,
-    /// A limited player's guard when its counters changed; `None` keeps it.
-    p_guard: Vec<Option<Json<Guard>>>,
+    /// A limited player's counters of the day, week and month when they
+    /// changed; `None` keeps them.
+    p_day_sums: Vec<Option<Usage>>,
+    p_week_sums: Vec<Option<Usage>>,
+    p_month_sums: Vec<Option<Usage>>,
 }
 
 /// Writes everything the accepted requests did, for every player of the
@@ -552,7 +560,11 @@ pub async fn write_effects(
         m.p_id.push(player.id);
         m.p_balance.push(player.balance);
         m.p_last_seq.push(player.last_seq);
-        m.p_guard.push(player.guard.as_ref().filter(|_| wallet.counted).map(|guard| Json(guard.clone())));
+        let [day, week, month] =
+            player.guard.as_ref().filter(|_| wallet.counted).map_or([None; 3], |g| g.usage);
+        m.p_day_sums.push(day);
+        m.p_week_sums.push(week);
+        m.p_month_sums.push(month);
     }
 
     sqlx::query!(
@@ -677,11 +689,14 @@ pub async fn write_effects(
                 rolled_back_win = h.rolled_back_win + excluded.rolled_back_win,
                 rounds = h.rounds + excluded.rounds
         )
-        -- A limited player's guard changes with its counters; NULL keeps it.
+        -- A limited player's counters change with its money; NULL keeps them.
         UPDATE players AS p
-        SET balance = u.balance, last_seq = u.last_seq, updated_at = $1, guard = coalesce(u.guard, p.guard)
+        SET balance = u.balance, last_seq = u.last_seq, updated_at = $1,
+            day_sums = coalesce(u.day_sums, p.day_sums), week_sums = coalesce(u.week_sums, p.week_sums),
+            month_sums = coalesce(u.month_sums, p.month_sums)
         FROM (SELECT unnest($41::int8[]) AS id, unnest($42::int8[]) AS balance,
-                     unnest($43::int8[]) AS last_seq, unnest($45::jsonb[]) AS guard) AS u
+                     unnest($43::int8[]) AS last_seq, unnest($45::period_sums[]) AS day_sums,
+                     unnest($46::period_sums[]) AS week_sums, unnest($47::period_sums[]) AS month_sums) AS u
         WHERE p.id = u.id
         "#,
         now,
@@ -728,7 +743,9 @@ pub async fn write_effects(
         &m.p_balance,
         &m.p_last_seq,
         &m.r_operator,
-        &m.p_guard as _,
+        &m.p_day_sums as _,
+        &m.p_week_sums as _,
+        &m.p_month_sums as _,
     )
     .execute(conn)
     .await?;

@@ -375,12 +375,11 @@ const CHECKS: &[Check] = &[
                       deposits and the stakes and wins not rolled back, summed from the ledger",
         sql: r#"
             WITH usage AS (
-                SELECT p.id AS player_id, u.*
+                SELECT p.id AS player_id, u.period, (u.sums).*
                 FROM players p,
-                     jsonb_to_recordset(p.guard->'usage')
-                         AS u (period text, period_start timestamptz, period_end timestamptz,
-                               deposited int8, staked int8, won int8)
-                WHERE p.guard IS NOT NULL
+                     LATERAL (VALUES ('day', p.day_sums), ('week', p.week_sums), ('month', p.month_sums))
+                         AS u (period, sums)
+                WHERE num_nulls(u.sums) = 0
             ),
             recomputed AS (
                 SELECT u.player_id, u.period,

@@ -264,6 +264,7 @@ pub async fn move_money(
     let balance_after = apply_change(player.balance, change)?;
     let payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after };
     let seq = player.last_seq + 1;
+    let counters = player.guard.as_ref().filter(|_| own_deposit > 0).map_or([None; 3], |g| g.usage);
     sqlx::query!(
         r#"
         WITH entry AS (
@@ -275,7 +276,8 @@ pub async fn move_money(
             VALUES ($1, $8, $9, $3, $7)
         )
         UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10, updated_at = $11,
-                           guard = coalesce($12, guard)
+                           day_sums = coalesce($12, day_sums), week_sums = coalesce($13, week_sums),
+                           month_sums = coalesce($14, month_sums)
         WHERE id = $1
         "#,
         player.id,
@@ -289,8 +291,10 @@ pub async fn move_money(
         fingerprint,
         own_deposit,
         now,
-        // The guard changed only if an own deposit was counted in it.
-        player.guard.filter(|_| own_deposit > 0).map(sqlx::types::Json) as _,
+        // The counters changed only if an own deposit was counted in them.
+        counters[0] as _,
+        counters[1] as _,
+        counters[2] as _,
     )
     .execute(&mut *tx)
     .await?;

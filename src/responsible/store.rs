@@ -35,7 +35,9 @@ async fn lock(
 /// The player's limits and counters as they stand, and the database's clock.
 pub async fn guard_of(pool: &PgPool, operator: i16, user_id: &UserId) -> AppResult<(Guard, DateTime<Utc>)> {
     let player = sqlx::query!(
-        r#"SELECT guard AS "guard: Json<Guard>", clock_timestamp() AS "now!"
+        r#"SELECT limits AS "limits: Json<Vec<Limit>>", day_sums AS "day_sums: Usage",
+                  week_sums AS "week_sums: Usage", month_sums AS "month_sums: Usage",
+                  clock_timestamp() AS "now!"
            FROM players WHERE operator_id = $1 AND user_id = $2"#,
         operator,
         user_id.as_str(),
@@ -43,7 +45,11 @@ pub async fn guard_of(pool: &PgPool, operator: i16, user_id: &UserId) -> AppResu
     .fetch_optional(pool)
     .await?
     .ok_or(AppError::PlayerNotFound)?;
-    Ok((player.guard.map(|Json(guard)| guard).unwrap_or_default(), player.now))
+    let guard = Guard {
+        limits: player.limits.map(|Json(limits)| limits).unwrap_or_default(),
+        usage: [player.day_sums, player.week_sums, player.month_sums],
+    };
+    Ok((guard, player.now))
 }
 
 /// A limit after a request: unchanged, set, or gone.
@@ -138,9 +144,17 @@ pub async fn set_limits(
         guard.usage =
             usage_from_ledger(&mut tx, &[player.id], zone, now).await?.remove(&player.id).unwrap_or_default();
     }
-    sqlx::query!("UPDATE players SET guard = $2 WHERE id = $1", player.id, Json(&guard) as _)
-        .execute(&mut *tx)
-        .await?;
+    let [day, week, month] = guard.usage;
+    sqlx::query!(
+        "UPDATE players SET limits = $2, day_sums = $3, week_sums = $4, month_sums = $5 WHERE id = $1",
+        player.id,
+        Json(&guard.limits) as _,
+        day as _,
+        week as _,
+        month as _,
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = origin
         .entry(Some(operator), Action::PlayerLimits, audit::target("player", user_id))
         .before(Value::Object(before))
@@ -180,9 +194,8 @@ pub async fn usage_from_ledger(
     let mut usage: HashMap<i64, [Option<Usage>; 3]> = HashMap::new();
     for row in rows {
         let index = usize::try_from(row.n - 1).unwrap_or(0).min(2);
-        let (period, span) = (Period::ALL[index], spans[index]);
+        let span = spans[index];
         usage.entry(row.player_id).or_default()[index] = Some(Usage {
-            period,
             period_start: span.start,
             period_end: span.end,
             deposited: row.deposited,

@@ -121,7 +121,7 @@ async fn seed_limits(
     n: i64,
     amount: i64,
 ) -> anyhow::Result<usize> {
-    use crate::ledger::limits::{Guard, Limit, LimitKind, Period};
+    use crate::ledger::limits::{Limit, LimitKind, Period, Usage};
 
     let mut tx = pool.begin().await?;
     let zone = sqlx::query_scalar!("SELECT config->>'timezone' FROM operators WHERE id = $1", operator)
@@ -138,23 +138,25 @@ async fn seed_limits(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let mut usage =
-        crate::responsible::store::usage_from_ledger(&mut tx, &ids, zone, chrono::Utc::now()).await?;
+    let usage = crate::responsible::store::usage_from_ledger(&mut tx, &ids, zone, chrono::Utc::now()).await?;
     let limits: Vec<Limit> = LimitKind::ALL
         .into_iter()
         .flat_map(|kind| Period::ALL.map(|period| (kind, period)))
         .map(|(kind, period)| Limit { kind, period, amount, pending_amount: None, pending_at: None })
         .collect();
-    let guards: Vec<sqlx::types::Json<Guard>> = ids
-        .iter()
-        .map(|id| {
-            sqlx::types::Json(Guard { limits: limits.clone(), usage: usage.remove(id).unwrap_or_default() })
-        })
-        .collect();
+    let sums: [Vec<Option<Usage>>; 3] =
+        std::array::from_fn(|i| ids.iter().map(|id| usage.get(id).and_then(|u| u[i])).collect());
     sqlx::query!(
-        "UPDATE players p SET guard = g.guard FROM unnest($1::int8[], $2::jsonb[]) AS g (id, guard) WHERE p.id = g.id",
+        r#"UPDATE players p
+           SET limits = $2, day_sums = s.day_sums, week_sums = s.week_sums, month_sums = s.month_sums
+           FROM (SELECT unnest($1::int8[]) AS id, unnest($3::period_sums[]) AS day_sums,
+                        unnest($4::period_sums[]) AS week_sums, unnest($5::period_sums[]) AS month_sums) AS s
+           WHERE p.id = s.id"#,
         &ids,
-        &guards as _,
+        sqlx::types::Json(&limits) as _,
+        &sums[0] as _,
+        &sums[1] as _,
+        &sums[2] as _,
     )
     .execute(&mut *tx)
     .await?;
