@@ -404,7 +404,7 @@ async fn the_database_refuses_limits_or_counters_that_break_their_rules(pool: Pg
     let server = TestServer::start(pool.clone()).await;
     let (_, token, _) = funded_player(&server, json!({})).await;
     set_limits(&server, &token, json!({"wager": {"week": 1_000}, "loss": {"day": 500}})).await;
-    for (problem, edit) in [
+    let limits = [
         ("an amount past the range", "jsonb_set(limits, '{0,amount}', '1000000000000001')"),
         ("a waiting change that lowers", "jsonb_set(limits, '{0,pending_amount}', '1')"),
         ("an unknown kind", "jsonb_set(limits, '{0,kind}', '\"bets\"')"),
@@ -412,25 +412,21 @@ async fn the_database_refuses_limits_or_counters_that_break_their_rules(pool: Pg
         ("a waiting change without its time", "jsonb_set(limits, '{0,pending_amount}', '2000000')"),
         ("one kind and period twice", "limits || limits"),
         ("not a list", "'{}'"),
-    ] {
-        let refused = sqlx::query(&format!("UPDATE players SET limits = {edit} WHERE limits IS NOT NULL"))
-            .execute(&pool)
-            .await
-            .unwrap_err();
-        let constraint = refused.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
-        assert_eq!(constraint.as_deref(), Some("players_limits_check"), "{problem}: {refused}");
-    }
-    for (problem, edit) in [
+    ]
+    .map(|(problem, edit)| (problem, format!("limits = {edit}"), "players_limits_check"));
+    let sums = [
         ("a negative sum", "day_sums.staked = -1"),
         ("a period that ends as it starts", "day_sums.period_end = (day_sums).period_start"),
         ("a missing sum", "day_sums.won = NULL"),
         ("every field missing", "day_sums = ROW(NULL, NULL, NULL, NULL, NULL)"),
-    ] {
-        let refused = sqlx::query(&format!("UPDATE players SET {edit} WHERE day_sums IS NOT NULL"))
+    ]
+    .map(|(problem, edit)| (problem, edit.to_owned(), "players_sums_check"));
+    for (problem, set, check) in limits.into_iter().chain(sums) {
+        let refused = sqlx::query(&format!("UPDATE players SET {set} WHERE limits IS NOT NULL"))
             .execute(&pool)
             .await
             .unwrap_err();
         let constraint = refused.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
-        assert_eq!(constraint.as_deref(), Some("players_sums_check"), "{problem}: {refused}");
+        assert_eq!(constraint.as_deref(), Some(check), "{problem}: {refused}");
     }
 }
