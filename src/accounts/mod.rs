@@ -12,6 +12,7 @@
 //! office uses too, with the player's KYC tier as its gate.
 
 pub mod fields;
+pub mod lockout;
 pub mod password;
 pub mod store;
 
@@ -30,7 +31,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::audit::{Actor, Origin};
+use crate::audit::{self, Actor, Origin};
 use crate::domain::{EntryKind, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::{bearer_token, JsonBody, PathParams, QueryParams, Routes};
@@ -41,7 +42,8 @@ use crate::players::store::Requester;
 use crate::players::{self, HistoryPage, Movement, PageQuery};
 use crate::staff::{token_hash, BackOffice, Caller, Permission};
 use crate::AppState;
-use store::{Failure, Presented};
+use lockout::{Door, Failure};
+use store::Presented;
 
 /// The player-facing routes.
 pub fn routes() -> Routes {
@@ -184,17 +186,17 @@ async fn login(
         None => Actor::System,
     };
     let origin = Origin::new(actor, request_id);
-    let failure = |failure| {
-        store::record_failure(
-            &state.pool,
-            tenant.id,
-            &origin,
-            &email_key,
-            user_id.as_deref(),
-            failure,
-            rules.login_max_failures,
-        )
+    let attempt = lockout::Attempt {
+        door: Door::Player { operator: tenant.id },
+        origin: origin.clone(),
+        email_key: &email_key,
+        target: match &user_id {
+            Some(user_id) => audit::target("player", user_id),
+            None => audit::target("email", &email_key),
+        },
+        max_failures: rules.login_max_failures,
     };
+    let failure = |failure| attempt.failed(&state.pool, failure);
     if target.locked_until.is_some() {
         failure(Failure::Locked).await?;
         return Err(AppError::LoginLocked);

@@ -13,9 +13,6 @@ use crate::audit::{self, Action, Origin};
 use crate::domain::{Currency, UserId};
 use crate::error::{AppError, AppResult};
 
-/// How long failures count towards a lockout, and how long a lockout lasts.
-pub const LOCKOUT_MINUTES: i32 = 15;
-
 /// A registration, validated.
 #[derive(Debug)]
 pub struct NewAccount {
@@ -163,79 +160,6 @@ pub async fn open_session(
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(NewSession { token, expires_at })
-}
-
-/// Why a login failed, as the audit trail records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The email has no account.
-    UnknownEmail,
-    WrongPassword,
-    /// Refused unchecked: a lockout was in force.
-    Locked,
-}
-
-impl Failure {
-    fn as_str(self) -> &'static str {
-        match self {
-            Failure::UnknownEmail => "unknown_email",
-            Failure::WrongPassword => "wrong_password",
-            Failure::Locked => "locked",
-        }
-    }
-}
-
-/// Records a failed login, audited. A wrong password or unknown email counts
-/// towards the lockout: when it is the `max_failures`th within
-/// [`LOCKOUT_MINUTES`], the email is locked for as long again. An attempt
-/// refused by a lockout counts for nothing, so a lockout does not prolong
-/// itself. `user_id` names the account when the email has one.
-pub async fn record_failure(
-    pool: &PgPool,
-    operator: i16,
-    origin: &Origin,
-    email_key: &str,
-    user_id: Option<&str>,
-    failure: Failure,
-    max_failures: u32,
-) -> AppResult<()> {
-    let mut tx = pool.begin().await?;
-    let mut after = json!({"email": email_key, "reason": failure.as_str()});
-    if failure != Failure::Locked {
-        // The failures of the window, this one included, and the lockout
-        // they start, in one statement under the row's lock.
-        let counted = sqlx::query!(
-            r#"INSERT INTO login_failures AS f (operator_id, email_key, recent, locked_until)
-               VALUES ($1, $2, ARRAY[now()],
-                       CASE WHEN $3 <= 1 THEN now() + make_interval(mins => $4) END)
-               ON CONFLICT (operator_id, email_key) DO UPDATE SET
-                   recent = ARRAY(SELECT t FROM unnest(f.recent) t
-                                  WHERE t > now() - make_interval(mins => $4) ORDER BY t) || now(),
-                   locked_until = CASE
-                       WHEN 1 + (SELECT count(*) FROM unnest(f.recent) t
-                                 WHERE t > now() - make_interval(mins => $4)) >= $3
-                       THEN now() + make_interval(mins => $4)
-                       ELSE f.locked_until END
-               RETURNING cardinality(recent) AS "failures!",
-                         coalesce(locked_until > now(), false) AS "locked!""#,
-            operator,
-            email_key,
-            i32::try_from(max_failures).map_err(AppError::internal)?,
-            LOCKOUT_MINUTES,
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        after["failures"] = json!(counted.failures);
-        after["locked"] = json!(counted.locked);
-    }
-    let target = match user_id {
-        Some(user_id) => audit::target("player", user_id),
-        None => audit::target("email", email_key),
-    };
-    let entry = origin.entry(Some(operator), Action::AuthLoginFailed, target).after(after);
-    audit::record(&mut tx, &entry).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// What a presented token turned out to be.

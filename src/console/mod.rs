@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::accounts::lockout::{self, Door, Failure};
+use crate::audit::{self, Actor, Origin};
 use crate::error::{AppError, AppResult};
 use crate::http::JsonBody;
 use crate::ops::observe::RequestId;
@@ -175,16 +177,25 @@ async fn sign_in(
     let target = session::sign_in_target(&state.pool, &email_key).await?;
     let request = Some(request_id);
     let staff = target.staff.as_ref().map(|(id, operator, _)| (*id, *operator));
+    let attempt = lockout::Attempt {
+        door: Door::Console { operator: staff.and_then(|(_, operator)| operator) },
+        origin: Origin { actor: Actor::System, request_id: request.clone() },
+        email_key: &email_key,
+        target: match staff {
+            Some((staff_id, _)) => audit::target("staff", staff_id),
+            None => audit::target("email", &email_key),
+        },
+        max_failures: session::MAX_FAILURES,
+    };
+    let failure = |failure| attempt.failed(&state.pool, failure);
     if target.locked_until.is_some() {
-        session::record_failure(&state.pool, &email_key, staff, session::Failure::Locked, request).await?;
+        failure(Failure::Locked).await?;
         return Err(AppError::LoginLocked);
     }
     let stored = target.staff.as_ref().map(|(_, _, hash)| hash.clone());
     let matched = state.passwords.verify(body.password, stored).await?;
     let Some((staff_id, operator)) = staff.filter(|_| matched) else {
-        let failure =
-            if staff.is_some() { session::Failure::WrongPassword } else { session::Failure::UnknownEmail };
-        session::record_failure(&state.pool, &email_key, staff, failure, request).await?;
+        failure(if staff.is_some() { Failure::WrongPassword } else { Failure::UnknownEmail }).await?;
         return Err(AppError::BadCredentials);
     };
     let token = session::new_token();

@@ -23,10 +23,9 @@ use crate::staff::{token_hash, Identity};
 pub const IDLE_MINUTES: i32 = 30;
 /// Hours after sign-in after which a session ends, however busy.
 pub const MAX_HOURS: i32 = 12;
-/// Failures within this many minutes lock an email for as long again.
-pub const LOCKOUT_MINUTES: i32 = 15;
-/// The failures within [`LOCKOUT_MINUTES`] that lock an email.
-pub const MAX_FAILURES: i32 = 5;
+/// The failures within [`LOCKOUT_MINUTES`](crate::accounts::lockout::LOCKOUT_MINUTES)
+/// that lock an email for the console.
+pub const MAX_FAILURES: u32 = 5;
 
 /// A new session's cookie value.
 pub fn new_token() -> String {
@@ -111,71 +110,6 @@ pub async fn open(
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(expires_at)
-}
-
-/// Why a sign-in failed, as the audit trail records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    UnknownEmail,
-    WrongPassword,
-    Locked,
-}
-
-impl Failure {
-    fn as_str(self) -> &'static str {
-        match self {
-            Failure::UnknownEmail => "unknown_email",
-            Failure::WrongPassword => "wrong_password",
-            Failure::Locked => "locked",
-        }
-    }
-}
-
-/// Records a failed sign-in, audited (`auth.login_failed`, target
-/// `staff:<id>` or `email:<email>`), with the players' lockout rule: the
-/// [`MAX_FAILURES`]th failure within [`LOCKOUT_MINUTES`] locks the email for
-/// as long again; an attempt refused by a lockout counts for nothing.
-pub async fn record_failure(
-    pool: &PgPool,
-    email_key: &str,
-    staff: Option<(Uuid, Option<i16>)>,
-    failure: Failure,
-    request_id: Option<String>,
-) -> AppResult<()> {
-    let mut tx = pool.begin().await?;
-    let mut after = json!({"email": email_key, "reason": failure.as_str(), "via": "console"});
-    if failure != Failure::Locked {
-        let counted = sqlx::query!(
-            r#"INSERT INTO staff_login_failures AS f (email_key, recent, locked_until)
-               VALUES ($1, ARRAY[now()], CASE WHEN $2 <= 1 THEN now() + make_interval(mins => $3) END)
-               ON CONFLICT (email_key) DO UPDATE SET
-                   recent = ARRAY(SELECT t FROM unnest(f.recent) t
-                                  WHERE t > now() - make_interval(mins => $3) ORDER BY t) || now(),
-                   locked_until = CASE
-                       WHEN 1 + (SELECT count(*) FROM unnest(f.recent) t
-                                 WHERE t > now() - make_interval(mins => $3)) >= $2
-                       THEN now() + make_interval(mins => $3)
-                       ELSE f.locked_until END
-               RETURNING cardinality(recent) AS "failures!",
-                         coalesce(locked_until > now(), false) AS "locked!""#,
-            email_key,
-            MAX_FAILURES,
-            LOCKOUT_MINUTES,
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        after["failures"] = json!(counted.failures);
-        after["locked"] = json!(counted.locked);
-    }
-    let (target, operator) = match staff {
-        Some((staff_id, operator)) => (audit::target("staff", staff_id), operator),
-        None => (audit::target("email", email_key), None),
-    };
-    let origin = Origin { actor: Actor::System, request_id };
-    let entry = origin.entry(operator, Action::AuthLoginFailed, target).after(after);
-    audit::record(&mut tx, &entry).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// A live session's staff member, from the session's cookie value; marks the
