@@ -18,11 +18,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::accounts::PlayerSession;
 use crate::domain::{Amount, UserId};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::{JsonBody, PathParams, Routes};
 use crate::ledger::limits::{Guard, LimitKind, Period};
 use crate::operators::document::Document;
@@ -168,14 +168,56 @@ pub fn view(guard: &Guard, zone: Tz, now: DateTime<Utc>) -> LimitsView {
     view
 }
 
+/// The answers of the limits routes, for the API document.
+#[derive(IntoResponses)]
+#[response(status = 200, description = "The limits in force, by kind and period.",
+    example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50,
+        "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}}))]
+#[allow(dead_code)] // a document only
+struct LimitsShown(#[to_schema] LimitsView);
+
+#[derive(IntoResponses)]
+#[response(status = 400, description = "A bad kind, period or amount, naming the field.",
+    example = json!({"code": 400, "message": "loss.day: must be an amount in minor units (0 ..= 10^15) or null"}))]
+#[allow(dead_code)] // a document only
+struct BadLimits(ErrorBody<'static>);
+
+#[derive(IntoResponses)]
+#[response(status = 404, description = "No such player (code 101).",
+    example = json!({"code": 101, "message": "Player is invalid"}))]
+#[allow(dead_code)] // a document only
+struct NoSuchPlayer(ErrorBody<'static>);
+
+/// The answers of a time-out or self-exclusion, for the API document.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a document only
+enum ExclusionAnswers {
+    #[response(status = 200, description = "In force now; every other session of the player ended.",
+        example = json!({"status": "cooling_off", "status_until": "2026-12-04T10:00:00Z"}))]
+    InForce(StatusView),
+    #[response(status = 400, description = "A value the contract does not offer: a time-out's `days`, \
+        a self-exclusion's `months`.",
+        example = json!({"code": 400, "message": "days: must be 1, 7, 30, 60 or 90"}))]
+    NotOffered(ErrorBody<'static>),
+    #[response(status = 409, description = "One in force ends later (code 131): it cannot be shortened.",
+        example = json!({"code": 131, "message": "a self_excluded in force (permanent) cannot be shortened or replaced by a shorter one"}))]
+    Shorter(ErrorBody<'static>),
+    #[response(status = 422, description = "The player is blocked (code 110).",
+        example = json!({"code": 110, "message": "player is blocked or self-excluded"}))]
+    Blocked(ErrorBody<'static>),
+}
+
 fn delay(document: &Document) -> TimeDelta {
     TimeDelta::hours(document.rules.limit_increase_delay_hours.into())
 }
 
-#[utoipa::path(get, path = "/v1/me/limits", tag = "responsible gambling", operation_id = "my_limits",
-    responses(
-        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
-    ))]
+#[utoipa::path(
+    get,
+    path = "/v1/me/limits",
+    tag = "responsible gambling",
+    operation_id = "my_limits",
+    responses(LimitsShown,)
+)]
 pub async fn my_limits(State(state): State<AppState>, session: PlayerSession) -> AppResult<Json<LimitsView>> {
     let (guard, now) = store::guard_of(&state.pool, session.tenant.id, &session.user_id).await?;
     Ok(Json(view(&guard, session.tenant.document.zone(), now)))
@@ -184,8 +226,8 @@ pub async fn my_limits(State(state): State<AppState>, session: PlayerSession) ->
 #[utoipa::path(put, path = "/v1/me/limits", tag = "responsible gambling", operation_id = "set_my_limits",
     request_body = LimitsRequest,
     responses(
-        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
-        (status = 400, description = "A bad kind, period or amount, naming the field.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "loss.day: must be an amount in minor units (0 ..= 10^15) or null"})),
+        LimitsShown,
+        BadLimits,
     ))]
 pub async fn set_my_limits(
     State(state): State<AppState>,
@@ -223,8 +265,8 @@ fn document_of(
 #[utoipa::path(get, path = "/v1/players/{user_id}/limits", tag = "back office", operation_id = "player_limits",
     params(("user_id" = String, Path, description = "The player.")),
     responses(
-        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
-        (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+        LimitsShown,
+        NoSuchPlayer,
     ))]
 pub async fn player_limits(
     State(state): State<AppState>,
@@ -241,9 +283,9 @@ pub async fn player_limits(
     params(("user_id" = String, Path, description = "The player.")),
     request_body = LimitsRequest,
     responses(
-        (status = 200, description = "The limits in force, by kind and period.", body = BTreeMap<LimitKind, BTreeMap<Period, LimitView>>, example = json!({"loss": {"day": {"amount": 150, "used": 100, "remaining": 50, "period_start": "2026-11-27T00:00:00Z", "period_end": "2026-11-28T00:00:00Z", "pending": null}}})),
-        (status = 400, description = "A bad kind, period or amount, naming the field.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "loss.day: must be an amount in minor units (0 ..= 10^15) or null"})),
-        (status = 404, description = "No such player (code 101).", body = crate::error::ErrorBody, example = json!({"code": 101, "message": "Player is invalid"})),
+        LimitsShown,
+        BadLimits,
+        NoSuchPlayer,
         (status = 403, description = "A raise or removal: staff may only lower (or set where there was none).", body = crate::error::ErrorBody, example = json!({"code": 403, "message": "forbidden"})),
     ))]
 pub async fn lower_player_limits(
@@ -298,10 +340,7 @@ pub struct SelfExclusion {
 #[utoipa::path(post, path = "/v1/me/time-out", tag = "responsible gambling", operation_id = "time_out",
     request_body = TimeOut,
     responses(
-        (status = 200, description = "In force now; every other session of the player ended.", body = StatusView, example = json!({"status": "cooling_off", "status_until": "2026-12-04T10:00:00Z"})),
-        (status = 400, description = "A value the contract does not offer.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "days: must be 1, 7, 30, 60 or 90"})),
-        (status = 409, description = "One in force ends later (code 131): it cannot be shortened.", body = crate::error::ErrorBody, example = json!({"code": 131, "message": "a self_excluded in force (permanent) cannot be shortened or replaced by a shorter one"})),
-        (status = 422, description = "The player is blocked (code 110).", body = crate::error::ErrorBody, example = json!({"code": 110, "message": "player is blocked or self-excluded"})),
+        ExclusionAnswers,
     ))]
 pub async fn time_out(
     State(state): State<AppState>,
@@ -317,10 +356,7 @@ pub async fn time_out(
 #[utoipa::path(post, path = "/v1/me/self-exclusion", tag = "responsible gambling", operation_id = "self_exclusion",
     request_body = SelfExclusion,
     responses(
-        (status = 200, description = "In force now; every other session of the player ended.", body = StatusView, example = json!({"status": "cooling_off", "status_until": "2026-12-04T10:00:00Z"})),
-        (status = 400, description = "A value the contract does not offer.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "days: must be 1, 7, 30, 60 or 90"})),
-        (status = 409, description = "One in force ends later (code 131): it cannot be shortened.", body = crate::error::ErrorBody, example = json!({"code": 131, "message": "a self_excluded in force (permanent) cannot be shortened or replaced by a shorter one"})),
-        (status = 422, description = "The player is blocked (code 110).", body = crate::error::ErrorBody, example = json!({"code": 110, "message": "player is blocked or self-excluded"})),
+        ExclusionAnswers,
     ))]
 pub async fn self_exclusion(
     State(state): State<AppState>,
