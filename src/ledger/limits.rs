@@ -187,11 +187,7 @@ impl Usage {
     /// How much of a limit of `kind` this period has used. A loss is
     /// negative while the player is winning.
     pub fn used(&self, kind: LimitKind) -> i128 {
-        match kind {
-            LimitKind::Deposit => i128::from(self.deposited),
-            LimitKind::Wager => i128::from(self.staked),
-            LimitKind::Loss => i128::from(self.staked) - i128::from(self.won),
-        }
+        Counted { deposited: self.deposited, staked: self.staked, won: self.won }.toward(kind)
     }
 }
 
@@ -201,6 +197,18 @@ pub struct Counted {
     pub deposited: i64,
     pub staked: i64,
     pub won: i64,
+}
+
+impl Counted {
+    /// What these sums add to a limit of `kind`: deposits, stakes, or
+    /// stakes minus wins (negative while the player is winning).
+    fn toward(&self, kind: LimitKind) -> i128 {
+        match kind {
+            LimitKind::Deposit => i128::from(self.deposited),
+            LimitKind::Wager => i128::from(self.staked),
+            LimitKind::Loss => i128::from(self.staked) - i128::from(self.won),
+        }
+    }
 }
 
 /// A limited player's limits (a row of `player_limits`) and counters (the
@@ -230,11 +238,7 @@ impl Guard {
     pub fn check(&self, zone: Tz, now: DateTime<Utc>, counted: Counted) -> Result<(), Refusal> {
         for limit in &self.limits {
             let Some(amount) = limit.in_force(now) else { continue };
-            let added = match limit.kind {
-                LimitKind::Deposit => i128::from(counted.deposited),
-                LimitKind::Wager => i128::from(counted.staked),
-                LimitKind::Loss => i128::from(counted.staked) - i128::from(counted.won),
-            };
+            let added = counted.toward(limit.kind);
             if added <= 0 {
                 continue;
             }
