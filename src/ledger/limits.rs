@@ -383,6 +383,21 @@ mod tests {
     }
 
     #[test]
+    fn an_operation_at_midnight_belongs_to_the_day_that_starts() {
+        let friday = at("2026-11-27T10:00:00Z");
+        let midnight = at("2026-11-28T00:00:00Z");
+        let mut guard = Guard { limits: vec![limit(LimitKind::Wager, Period::Day, 100)], usage: [None; 3] };
+        guard.count(LONDON, friday, stake(100));
+        assert!(guard.check(LONDON, midnight - TimeDelta::microseconds(1), stake(1)).is_err());
+        guard.check(LONDON, midnight, stake(100)).unwrap();
+        assert_eq!(guard.current(Period::Day, LONDON, midnight).period_start, midnight);
+        // Friday's bet rolled back at midnight: Friday is no longer the day kept.
+        guard.count(LONDON, midnight, stake(30));
+        guard.uncount(friday, stake(100));
+        assert_eq!(guard.current(Period::Day, LONDON, midnight).staked, 30);
+    }
+
+    #[test]
     fn a_pending_raise_or_removal_takes_over_at_its_time() {
         let now = at("2026-11-27T10:00:00Z");
         let later = now + TimeDelta::hours(24);
