@@ -404,3 +404,45 @@ async fn two_players_claiming_one_new_id_in_a_group_fail_it_as_a_conflict(pool: 
     assert_eq!(error.code(), 409, "{error:?}");
     assert_eq!(snapshot(&pool).await, before);
 }
+
+#[sqlx::test]
+async fn a_group_spanning_operators_finds_each_player_at_its_own_operator(pool: PgPool) {
+    use wallet::domain::DEFAULT_OPERATOR;
+    sqlx::query(r#"INSERT INTO operators (id, code, config) VALUES (2, 'other', '{"name": "Other", "currencies": ["USD"]}')"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The same user id at both operators, and a second user id only at the
+    // default one: the lock statement matches operators and user ids as two
+    // lists, so it also locks ("default", "solo") for the other operator's
+    // "solo", which is not a player of this group.
+    player_with_balance(&pool, "twin", "USD", 1_000).await;
+    player_with_balance(&pool, "solo", "USD", 500).await;
+    for user in ["twin", "solo"] {
+        sqlx::query("INSERT INTO players (operator_id, user_id, currency, balance) VALUES (2, $1, 'USD', 0)")
+            .bind(user)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let submissions = [
+        Submission::open(DEFAULT_OPERATOR, ledger_batch("twin", vec![bet_of(Uuid::new_v4(), 100)])),
+        Submission::open(2, ledger_batch("twin", vec![win_of(Uuid::new_v4(), 7)])),
+        Submission::open(2, ledger_batch("solo", vec![bet_of(Uuid::new_v4(), 1)])),
+    ];
+    let refs: Vec<&Submission> = submissions.iter().collect();
+    let outcomes = process_group(&pool, &refs).await.unwrap();
+    let codes: Vec<Result<i64, u16>> =
+        outcomes.iter().map(|o| o.as_ref().map(|r| r.balance).map_err(AppError::code)).collect();
+    assert_eq!(codes, vec![Ok(900), Ok(7), Err(100)], "each request against its own operator's player");
+    let balances: Vec<(i16, String, i64)> =
+        sqlx::query_as("SELECT operator_id, user_id, balance FROM players ORDER BY operator_id, user_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let expected = [(1, "solo", 500), (1, "twin", 900), (2, "solo", 0), (2, "twin", 7)];
+    assert_eq!(
+        balances.iter().map(|(o, u, b)| (*o, u.as_str(), *b)).collect::<Vec<_>>(),
+        expected.iter().map(|(o, u, b)| (*o as i16, *u, *b)).collect::<Vec<_>>()
+    );
+}
