@@ -264,7 +264,9 @@ pub async fn move_money(
     let balance_after = apply_change(player.balance, change)?;
     let payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after };
     let seq = player.last_seq + 1;
-    let counters = player.guard.as_ref().filter(|_| own_deposit > 0).map_or([None; 3], |g| g.usage);
+    // A limited player's counters as they now stand (changed only by an own
+    // deposit, and written back whole: they were read under this lock).
+    let counters = player.guard.as_ref().map_or([None; 3], |g| g.usage);
     sqlx::query!(
         r#"
         WITH entry AS (
@@ -291,7 +293,6 @@ pub async fn move_money(
         fingerprint,
         own_deposit,
         now,
-        // The counters changed only if an own deposit was counted in them.
         counters[0] as _,
         counters[1] as _,
         counters[2] as _,
