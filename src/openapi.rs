@@ -101,7 +101,8 @@ use crate::http::Routes;
         reference_index,
         reference_file,
     ),
-    components(schemas(crate::error::ErrorBody)),
+    // Schemas that answer types (`IntoResponses`) refer to without registering them.
+    components(schemas(crate::error::ErrorBody, crate::responsible::PendingView, crate::responsible::store::StatusView)),
     modifiers(&Surface),
     tags(
         (name = "provider", description = "HMAC-signed batches of bets, wins and rollbacks (docs/API.md §1)."),

@@ -125,3 +125,34 @@ async fn the_reference_page_is_served_from_the_binary(pool: PgPool) {
     let (status, body) = server.send(Method::GET, "/docs/no-such-file.js", None, &[], None).await;
     assert_error(status, &body, 404, 404);
 }
+
+/// Every `$ref` string anywhere in `value`.
+fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                found.push(target);
+            }
+            map.values().for_each(|v| references(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+        _ => {}
+    }
+}
+
+#[sqlx::test]
+async fn every_reference_in_the_document_resolves(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let document = served_document(&server).await;
+    let mut found = Vec::new();
+    references(&document, &mut found);
+    assert!(found.len() > 50, "the document refers to its schemas");
+    let dangling: BTreeSet<&str> = found
+        .into_iter()
+        .filter(|target| {
+            let pointer = target.strip_prefix('#').unwrap_or(target);
+            document.pointer(pointer).is_none()
+        })
+        .collect();
+    assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
+}
