@@ -113,6 +113,22 @@ async fn a_new_or_lower_limit_applies_at_once_and_a_raise_or_removal_waits(pool:
 }
 
 #[sqlx::test]
+async fn the_audit_entry_shows_each_limit_changed_with_its_own_amounts(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let (_, token, _) = funded_player(&server, json!({})).await;
+    // Two of one kind and two of one period, so that no limit can pass for another.
+    set_limits(&server, &token, json!({"loss": {"day": 100, "week": 500}, "wager": {"week": 900}})).await;
+    let entries = audited(&server, "player.limits").await;
+    assert_eq!(entries.len(), 1);
+    let set = |amount: i64| json!({"amount": amount, "pending_amount": null, "pending_at": null});
+    assert_eq!(entries[0]["before"], json!({"loss.day": null, "loss.week": null, "wager.week": null}));
+    assert_eq!(
+        entries[0]["after"],
+        json!({"loss.day": set(100), "loss.week": set(500), "wager.week": set(900)})
+    );
+}
+
+#[sqlx::test]
 async fn staff_read_and_lower_limits_but_never_raise_or_remove_them(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
     let (user_id, token, _) = funded_player(&server, json!({})).await;
