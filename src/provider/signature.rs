@@ -142,6 +142,12 @@ mod tests {
     }
 
     #[test]
+    fn keys_show_how_many_are_active_and_never_a_secret() {
+        let shown = format!("{:?}", SigningKeys::new(&["s3cr3t-one", "s3cr3t-two"]));
+        assert_eq!(shown, "SigningKeys(2 active)");
+    }
+
+    #[test]
     fn accepts_upper_case_hex_and_any_active_secret() {
         let keys = SigningKeys::new(&["old", "test"]);
         let upper =
