@@ -205,6 +205,18 @@ function failed(error) {
   render(h("p", { class: "error", role: "alert" }, errorText(error)));
 }
 
+// Shows `what` loading, then answers the data of a GET of each path (null
+// for a null path); if one fails, shows why and answers null.
+async function load(what, ...paths) {
+  loading(what);
+  try {
+    return await Promise.all(paths.map((path) => (path === null ? null : api("GET", path).then((r) => r.data))));
+  } catch (error) {
+    failed(error);
+    return null;
+  }
+}
+
 // ---------------------------------------------------------------- sign-in
 
 function showSignIn(message) {
@@ -366,18 +378,10 @@ function playersPage() {
 }
 
 async function playerPage(userId) {
-  loading("the player");
   const path = "/v1/players/" + encodeURIComponent(userId);
-  let account, limits;
-  try {
-    [account, limits] = await Promise.all([
-      api("GET", path + "/account").then((r) => r.data),
-      may("lower_limits") ? api("GET", path + "/limits").then((r) => r.data) : Promise.resolve(null),
-    ]);
-  } catch (error) {
-    failed(error);
-    return;
-  }
+  const loaded = await load("the player", path + "/account", may("lower_limits") ? path + "/limits" : null);
+  if (!loaded) return;
+  const [account, limits] = loaded;
   const reload = () => playerPage(userId);
   const b = account.balance;
   const summary = h(
@@ -825,14 +829,9 @@ async function auditEntries(results, filters, cursor, previous) {
 const ROLES = ["admin", "finance", "support", "compliance", "analyst"];
 
 async function staffPage() {
-  loading("staff");
-  let list;
-  try {
-    list = (await api("GET", "/v1/staff")).data;
-  } catch (error) {
-    failed(error);
-    return;
-  }
+  const loaded = await load("staff", "/v1/staff");
+  if (!loaded) return;
+  const [list] = loaded;
   const platform = !state.session.operator;
   const email = h("input", { type: "email", id: "staff-email", required: true, autocomplete: "off" });
   const role = h("select", { id: "staff-role" }, ROLES.map((r) => h("option", { value: r }, r)));
@@ -910,14 +909,9 @@ async function staffPage() {
 // ---------------------------------------------------------------- operators
 
 async function operatorsPage() {
-  loading("operators");
-  let list;
-  try {
-    list = (await api("GET", "/v1/operators")).data;
-  } catch (error) {
-    failed(error);
-    return;
-  }
+  const loaded = await load("operators", "/v1/operators");
+  if (!loaded) return;
+  const [list] = loaded;
   const code = h("input", { type: "text", id: "new-code", pattern: "[a-z0-9_-]{1,64}", required: true });
   const name = h("input", { type: "text", id: "new-name", required: true });
   const currencies = h("input", { type: "text", id: "new-currencies", placeholder: "EUR, GBP", required: true });
@@ -949,15 +943,10 @@ async function operatorsPage() {
 }
 
 async function operatorPage(code) {
-  loading("the operator");
   const path = "/v1/operators/" + encodeURIComponent(code);
-  let doc, keys;
-  try {
-    [doc, keys] = await Promise.all([api("GET", path).then((r) => r.data), api("GET", path + "/provider-keys").then((r) => r.data)]);
-  } catch (error) {
-    failed(error);
-    return;
-  }
+  const loaded = await load("the operator", path, path + "/provider-keys");
+  if (!loaded) return;
+  let [doc, keys] = loaded; // doc: the version saved last
   const name = h("input", { type: "text", id: "op-name", value: doc.name });
   const currencies = h("input", { type: "text", id: "op-currencies", value: (doc.currencies || []).join(", ") });
   const timezone = h("input", { type: "text", id: "op-timezone", value: doc.timezone || "UTC" });
