@@ -261,14 +261,20 @@ impl std::str::FromStr for PlayerStatus {
 
 /// The kind of a ledger entry, mirroring the `entry_kind` database enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "entry_kind", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "entry_kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Bet,
     Win,
     Rollback,
     Deposit,
     Withdrawal,
+    /// A bonus given: bonus money in.
+    BonusGrant,
+    /// A completed bonus's balance (up to its cap) become cash.
+    BonusConversion,
+    /// Bonus money given up: expired, forfeited, or past the conversion cap.
+    BonusForfeit,
 }
 
 impl EntryKind {
@@ -279,6 +285,9 @@ impl EntryKind {
             EntryKind::Rollback => "rollback",
             EntryKind::Deposit => "deposit",
             EntryKind::Withdrawal => "withdrawal",
+            EntryKind::BonusGrant => "bonus_grant",
+            EntryKind::BonusConversion => "bonus_conversion",
+            EntryKind::BonusForfeit => "bonus_forfeit",
         }
     }
 }

@@ -64,6 +64,17 @@ pub enum AppError {
     PreconditionFailed(String),
     #[error("{0}")]
     Conflict(String),
+    /// Another bonus is active: a player has at most one.
+    #[error("a bonus is already active")]
+    BonusActive,
+    /// A player withdrawal while a bonus is active, without `forfeit_bonus`.
+    #[error("a bonus is active: a withdrawal forfeits it, send \"forfeit_bonus\": true")]
+    BonusBlocksWithdrawal,
+    /// The campaign cannot grant this bonus (the message says why).
+    #[error("{0}")]
+    BonusNotEligible(String),
+    #[error("no such bonus")]
+    BonusNotFound,
     /// A time-out or self-exclusion in force: nobody may shorten or lift it.
     #[error("{0}")]
     ExclusionInForce(String),
@@ -108,11 +119,16 @@ impl AppError {
             AppError::ReconciliationRunNotFound
             | AppError::OperatorNotFound
             | AppError::KeyNotFound
-            | AppError::StaffNotFound => StatusCode::NOT_FOUND,
+            | AppError::StaffNotFound
+            | AppError::BonusNotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden | AppError::CsrfRefused => StatusCode::FORBIDDEN,
             AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Conflict(_) | AppError::ExclusionInForce(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_)
+            | AppError::ExclusionInForce(_)
+            | AppError::BonusActive
+            | AppError::BonusBlocksWithdrawal => StatusCode::CONFLICT,
+            AppError::BonusNotEligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Refused(refusal) => match refusal {
                 Refusal::InsufficientFunds
@@ -121,6 +137,7 @@ impl AppError {
                 | Refusal::GameForbidden
                 | Refusal::KycTierForbids
                 | Refusal::OverLimit { .. }
+                | Refusal::OverMaxBet
                 | Refusal::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
                 Refusal::ActionReused(_) | Refusal::ForeignAction(_) => StatusCode::CONFLICT,
                 Refusal::BalanceOverflow => StatusCode::BAD_REQUEST,
@@ -150,6 +167,10 @@ impl AppError {
             AppError::Refused(Refusal::KycTierForbids) => 111,
             AppError::Refused(Refusal::OverLimit { kind: LimitKind::Deposit, .. }) => 112,
             AppError::Refused(Refusal::OverLimit { .. }) => 105,
+            AppError::Refused(Refusal::OverMaxBet) => 106,
+            AppError::BonusActive => 122,
+            AppError::BonusBlocksWithdrawal => 123,
+            AppError::BonusNotEligible(_) => 124,
             AppError::ExclusionInForce(_) => 131,
             AppError::Refused(Refusal::CurrencyMismatch) => 154,
             other => other.status().as_u16(),

@@ -180,6 +180,8 @@ impl Real {
             kyc_tier: 2,
             status_until: None,
             guard: Some(Guard::default()),
+            bonus: None,
+            bonus_rounds: false,
         };
         let policy =
             Arc::new(PlayPolicy { casino: Flag::Everywhere(true), play_by_tier: [true; 3], zone: ZONE });

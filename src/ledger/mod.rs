@@ -2,11 +2,13 @@
 //!
 //! - `rules`: the money rules, in memory and free of I/O.
 //! - `limits`: responsible-gambling limits and their counters, in memory.
+//! - `bonus`: bonus money: splits, wagering, how a bonus ends, in memory.
 //! - `process`: the hot path that locks a player, runs the rules and writes
 //!   the outcome in one batched statement.
 //! - `group`: group commit, many concurrent requests per transaction.
 //! - `partitions`: keeps the monthly ledger partitions ahead of the clock.
 
+pub mod bonus;
 pub mod group;
 pub mod limits;
 pub mod partitions;
@@ -63,13 +65,15 @@ pub struct Batch {
 pub struct Submission {
     pub operator: i16,
     pub policy: Arc<PlayPolicy>,
+    /// The category its `game` is filed under: a bonus's wagering weight.
+    pub category: Arc<str>,
     pub batch: Batch,
 }
 
 impl Submission {
     /// `batch` for a player of `operator` under no operator policy.
     pub fn open(operator: i16, batch: Batch) -> Submission {
-        Submission { operator, policy: PlayPolicy::open(), batch }
+        Submission { operator, policy: PlayPolicy::open(), category: Arc::from("other"), batch }
     }
 
     /// The player the request is for.

@@ -28,8 +28,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use serde_json::json;
 use sqlx::types::Json;
 
+use super::bonus::{ActiveBonus, Round, Split};
 use super::limits::{Guard, Limit, Usage};
 use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
 use super::{Action, Batch, Submission};
@@ -43,8 +45,11 @@ pub async fn balance_of(
     user_id: &UserId,
     currency: &Currency,
 ) -> AppResult<i64> {
+    // An expired bonus's balance is never shown, swept or not.
     let player = sqlx::query!(
-        "SELECT currency, balance FROM players WHERE operator_id = $1 AND user_id = $2",
+        r#"SELECT currency, balance + CASE WHEN (bonus).expires_at > now() THEN (bonus).balance ELSE 0 END
+                  AS "total!"
+           FROM players WHERE operator_id = $1 AND user_id = $2"#,
         operator,
         user_id.as_str(),
     )
@@ -54,7 +59,7 @@ pub async fn balance_of(
     if player.currency != currency.as_str() {
         return Err(Refusal::CurrencyMismatch.into());
     }
-    Ok(player.balance)
+    Ok(player.total)
 }
 
 /// Starts a hot-path transaction whose statements run their cached generic
@@ -166,12 +171,13 @@ async fn apply_group(
         Probe::Originals => sorted_ids(batches.iter().flat_map(|s| s.batch.rollback_originals())),
     };
     let mut stored = load_actions(&mut tx, &first_read).await?;
-    let (mut wallets, mut outcomes) = evaluate(&players, now, &stored, batches);
+    let rounds = load_rounds(&mut tx, &players, &stored, batches).await?;
+    let (mut wallets, mut outcomes) = evaluate(&players, now, &stored, &rounds, batches);
     if probe == Probe::Originals && outcomes.iter().any(Result::is_err) {
         let rest: Vec<Uuid> =
             every_id().into_iter().filter(|id| first_read.binary_search(id).is_err()).collect();
         stored.extend(load_actions(&mut tx, &rest).await?);
-        (wallets, outcomes) = evaluate(&players, now, &stored, batches);
+        (wallets, outcomes) = evaluate(&players, now, &stored, &rounds, batches);
     }
 
     let changed: Vec<&Wallet> = wallets.values().filter(|w| !w.effects.is_empty()).collect();
@@ -197,23 +203,75 @@ fn evaluate(
     players: &HashMap<PlayerKey, Player>,
     now: DateTime<Utc>,
     stored: &[StoredAction],
+    rounds: &BonusRounds,
     batches: &[&Submission],
 ) -> (HashMap<PlayerKey, Wallet>, Vec<AppResult<Receipt>>) {
     let mut wallets: HashMap<PlayerKey, Wallet> = players
         .iter()
-        .map(|(key, player)| (key.clone(), Wallet::new(player.clone(), now, stored.iter().cloned())))
+        .map(|(key, player)| {
+            let mut wallet = Wallet::new(player.clone(), now, stored.iter().cloned());
+            wallet.rounds = rounds.get(&player.id).cloned().unwrap_or_default();
+            (key.clone(), wallet)
+        })
         .collect();
     let outcomes = batches
         .iter()
         .map(|submission| match wallets.get_mut(&submission.player_key()) {
             Some(wallet) => {
                 wallet.policy = submission.policy.clone();
+                wallet.category = submission.category.clone();
                 wallet.apply(&submission.batch).map_err(AppError::from)
             }
             None => Err(AppError::PlayerNotFound),
         })
         .collect();
     (wallets, outcomes)
+}
+
+/// The bonus rounds of the players who ever had a bonus, by player id and game_id.
+type BonusRounds = HashMap<i64, HashMap<String, Round>>;
+
+/// Reads the bonus rounds the requests may touch: their own and those of
+/// the originals their rollbacks name, for the players who ever had a bonus
+/// (no round trip when none did). Called after the lock, so that it sees
+/// what the lock's previous holder wrote.
+async fn load_rounds(
+    conn: &mut PgConnection,
+    players: &HashMap<PlayerKey, Player>,
+    stored: &[StoredAction],
+    batches: &[&Submission],
+) -> AppResult<BonusRounds> {
+    let tracked: Vec<i64> = players.values().filter(|p| p.bonus_rounds).map(|p| p.id).collect();
+    if tracked.is_empty() {
+        return Ok(BonusRounds::new());
+    }
+    let mut game_ids: Vec<&str> = batches
+        .iter()
+        .filter(|s| players.get(&s.player_key()).is_some_and(|p| p.bonus_rounds))
+        .map(|s| s.batch.game_id.as_deref().unwrap_or_default())
+        .chain(stored.iter().filter_map(|a| match a {
+            StoredAction::Processed(p) if tracked.contains(&p.player_id) => {
+                Some(p.game_id.as_deref().unwrap_or_default())
+            }
+            _ => None,
+        }))
+        .collect();
+    game_ids.sort_unstable();
+    game_ids.dedup();
+    let rows = sqlx::query!(
+        "SELECT player_id, game_id, bonus_id, staked, bonus_staked FROM bonus_rounds
+         WHERE player_id = ANY($1) AND game_id = ANY($2)",
+        &tracked,
+        &game_ids as _,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut rounds = BonusRounds::new();
+    for r in rows {
+        let round = Round { bonus_id: r.bonus_id, staked: r.staked, bonus_staked: r.bonus_staked };
+        rounds.entry(r.player_id).or_default().insert(r.game_id, round);
+    }
+    Ok(rounds)
 }
 
 /// A new action's row collided with a stored one in the registry.
@@ -256,7 +314,8 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
         r#"SELECT p.id, p.operator_id, p.user_id, p.currency, p.balance, p.status, p.last_seq, p.country,
                   p.kyc_tier, p.status_until, p.updated_at, clock_timestamp() AS "clock!",
                   p.limits AS "limits: Json<Vec<Limit>>", p.day_sums AS "day_sums: Usage",
-                  p.week_sums AS "week_sums: Usage", p.month_sums AS "month_sums: Usage"
+                  p.week_sums AS "week_sums: Usage", p.month_sums AS "month_sums: Usage",
+                  p.bonus AS "bonus: ActiveBonus", p.bonus_rounds
            FROM players p WHERE p.operator_id = ANY($1) AND p.user_id = ANY($2)
            ORDER BY p.id
            FOR UPDATE"#,
@@ -282,6 +341,8 @@ pub async fn lock_players(conn: &mut PgConnection, keys: &[PlayerKey]) -> AppRes
                 guard: p
                     .limits
                     .map(|Json(limits)| Guard { limits, usage: [p.day_sums, p.week_sums, p.month_sums] }),
+                bonus: p.bonus,
+                bonus_rounds: p.bonus_rounds,
             };
             Ok(((p.operator_id, p.user_id), player))
         })
@@ -298,7 +359,7 @@ pub async fn load_actions(conn: &mut PgConnection, ids: &[Uuid]) -> AppResult<Ve
     }
     let rows = sqlx::query!(
         r#"SELECT action_id, player_id, kind AS "kind?: EntryKind", amount, original_action_id,
-                  tx_id, processed_at, game, game_id, reversed_by
+                  tx_id, processed_at, game, game_id, reversed_by, cash_part, bonus_part, wagering, bonus_id
            FROM actions WHERE action_id = ANY($1)"#,
         ids,
     )
@@ -315,6 +376,12 @@ pub async fn load_actions(conn: &mut PgConnection, ids: &[Uuid]) -> AppResult<Ve
                 game: r.game,
                 game_id: r.game_id,
                 reversed_by: r.reversed_by,
+                split: match (r.cash_part, r.bonus_part, r.bonus_id) {
+                    (Some(cash), Some(bonus), Some(bonus_id)) => {
+                        Some(Split { cash, bonus, wagering: r.wagering, bonus_id })
+                    }
+                    _ => None,
+                },
             };
             row.into_stored(r.action_id, r.player_id).ok_or_else(|| {
                 AppError::internal(anyhow::anyhow!("action {} has a row of no known shape", r.action_id))
@@ -334,6 +401,7 @@ struct ActionRow {
     game: Option<String>,
     game_id: Option<String>,
     reversed_by: Option<Uuid>,
+    split: Option<Split>,
 }
 
 impl ActionRow {
@@ -352,7 +420,7 @@ impl ActionRow {
             EntryKind::Bet => Action::Bet { id, amount: amount()? },
             EntryKind::Win => Action::Win { id, amount: amount()? },
             EntryKind::Rollback => Action::Rollback { id, original: self.original_action_id? },
-            EntryKind::Deposit | EntryKind::Withdrawal => return None,
+            _ => return None,
         };
         Some(StoredAction::Processed(Processed {
             action,
@@ -362,6 +430,7 @@ impl ActionRow {
             game: self.game,
             game_id: self.game_id,
             reversed_by: self.reversed_by,
+            split: self.split,
         }))
     }
 
@@ -376,6 +445,7 @@ impl ActionRow {
                 game: None,
                 game_id: None,
                 reversed_by: Some(*reversed_by),
+                split: None,
             },
             StoredAction::Processed(p) => {
                 let (kind, amount, original_action_id) = p.action.parts();
@@ -388,6 +458,7 @@ impl ActionRow {
                     game: p.game.clone(),
                     game_id: p.game_id.clone(),
                     reversed_by: p.reversed_by,
+                    split: p.split,
                 }
             }
         }
@@ -445,12 +516,77 @@ struct EntryColumns {
     amount: Vec<i64>,
     balance_before: Vec<i64>,
     balance_after: Vec<i64>,
-    action_id: Vec<Uuid>,
+    bonus_change: Vec<i64>,
+    action_id: Vec<Option<Uuid>>,
     original_action_id: Vec<Option<Uuid>>,
     game: Vec<Option<String>>,
     game_id: Vec<Option<String>>,
     registers: Vec<bool>,
     reversed_by: Vec<Option<Uuid>>,
+}
+
+/// What only players with a bonus write, as parallel arrays: empty for
+/// everyone else. New actions' splits; bonus rounds as they now stand;
+/// bonuses that ended; the active bonus of each player whose bonus changed.
+#[derive(Default)]
+struct BonusColumns {
+    s_action_id: Vec<Uuid>,
+    s_cash: Vec<i64>,
+    s_bonus: Vec<i64>,
+    s_wagering: Vec<Option<i64>>,
+    s_bonus_id: Vec<Uuid>,
+    r_player_id: Vec<i64>,
+    r_game_id: Vec<String>,
+    r_bonus_id: Vec<Option<Uuid>>,
+    r_staked: Vec<i64>,
+    r_bonus_staked: Vec<i64>,
+    x_bonus_id: Vec<Uuid>,
+    x_status: Vec<&'static str>,
+    x_wagered: Vec<i64>,
+    x_staked: Vec<i64>,
+    x_converted: Vec<i64>,
+    x_forfeited: Vec<i64>,
+}
+
+/// Events for the players' streams (API §11), as parallel arrays.
+#[derive(Default)]
+struct EventColumns {
+    player_id: Vec<i64>,
+    kind: Vec<&'static str>,
+    body: Vec<String>,
+}
+
+impl EventColumns {
+    /// A `balance` event when the wallet's balances moved, then a `bonus`
+    /// event when its bonus changed: one of each per player and commit.
+    fn push_for(&mut self, wallet: &Wallet) {
+        let player = &wallet.player;
+        if let Some(last) = wallet.effects.entries.last() {
+            let bonus = player.bonus.as_ref().map_or(0, |b| b.balance);
+            self.push(
+                player.id,
+                "balance",
+                json!({"cash": player.balance, "bonus": bonus, "total": wallet.total(), "tx_id": last.tx_id}),
+            );
+        }
+        if !wallet.effects.bonus_touched {
+            return;
+        }
+        let body = match (&player.bonus, wallet.effects.ended.last()) {
+            (Some(b), _) => json!({"bonus_id": b.bonus_id, "status": "active", "balance": b.balance,
+                                   "wagered": b.wagered, "required": b.required}),
+            (None, Some(x)) => json!({"bonus_id": x.bonus_id, "status": x.status, "balance": 0,
+                                      "wagered": x.wagered, "required": x.required}),
+            (None, None) => return,
+        };
+        self.push(player.id, "bonus", body);
+    }
+
+    fn push(&mut self, player_id: i64, kind: &'static str, body: serde_json::Value) {
+        self.player_id.push(player_id);
+        self.kind.push(kind);
+        self.body.push(body.to_string());
+    }
 }
 
 /// Rollup and round deltas, and the players' new balances, as parallel arrays.
@@ -478,6 +614,9 @@ struct SummaryColumns {
     p_day_sums: Vec<Option<Usage>>,
     p_week_sums: Vec<Option<Usage>>,
     p_month_sums: Vec<Option<Usage>>,
+    /// Whether the player's active bonus changed, and what it now is.
+    p_bonus_set: Vec<bool>,
+    p_bonus: Vec<Option<ActiveBonus>>,
 }
 
 /// Writes everything the accepted requests did, for every player of the
@@ -501,11 +640,18 @@ pub async fn write_effects(
     let (mut placeholders, mut updated) = (PlaceholderColumns::default(), ActionColumns::default());
     let mut e = EntryColumns::default();
     let mut m = SummaryColumns::default();
+    let mut b = BonusColumns::default();
+    let mut events = EventColumns::default();
     for wallet in wallets {
         let player = &wallet.player;
         let (new_rows, changed_rows) = wallet.split_actions();
         debug_assert_eq!(
-            wallet.effects.entries.iter().filter(|e| !wallet.stored.contains_key(&e.action_id)).count(),
+            wallet
+                .effects
+                .entries
+                .iter()
+                .filter(|e| e.action_id.is_some_and(|id| !wallet.stored.contains_key(&id)))
+                .count(),
             new_rows.iter().filter(|r| !r.is_placeholder()).count(),
             "every new action's registry row is made of its one ledger row"
         );
@@ -525,20 +671,44 @@ pub async fn write_effects(
             e.amount.push(entry.amount);
             e.balance_before.push(entry.balance_before);
             e.balance_after.push(entry.balance_after);
+            e.bonus_change.push(entry.bonus_change);
             e.action_id.push(entry.action_id);
             e.original_action_id.push(entry.original_action_id);
             e.game.push(entry.game.clone());
             e.game_id.push(entry.game_id.clone());
-            // Every entry is an action recorded now: its row is new unless it
-            // fills the placeholder of an earlier pre-rollback.
-            let registers = !wallet.stored.contains_key(&entry.action_id);
+            // An entry with an action is that action recorded now: its row is
+            // new unless it fills the placeholder of an earlier pre-rollback.
+            let registers = entry.action_id.is_some_and(|id| !wallet.stored.contains_key(&id));
             e.registers.push(registers);
-            let reversed_by = match wallet.effects.actions.get(&entry.action_id) {
-                Some(StoredAction::Processed(p)) if registers => p.reversed_by,
+            let processed = match entry.action_id.and_then(|id| wallet.effects.actions.get(&id)) {
+                Some(StoredAction::Processed(p)) if registers => Some(p),
                 _ => None,
             };
-            e.reversed_by.push(reversed_by);
+            e.reversed_by.push(processed.and_then(|p| p.reversed_by));
+            if let Some((action_id, split)) = processed.and_then(|p| Some((p.action.id(), p.split?))) {
+                b.s_action_id.push(action_id);
+                b.s_cash.push(split.cash);
+                b.s_bonus.push(split.bonus);
+                b.s_wagering.push(split.wagering);
+                b.s_bonus_id.push(split.bonus_id);
+            }
         }
+        for (game_id, round) in &wallet.effects.bonus_rounds {
+            b.r_player_id.push(player.id);
+            b.r_game_id.push(game_id.clone());
+            b.r_bonus_id.push(round.bonus_id);
+            b.r_staked.push(round.staked);
+            b.r_bonus_staked.push(round.bonus_staked);
+        }
+        for ended in &wallet.effects.ended {
+            b.x_bonus_id.push(ended.bonus_id);
+            b.x_status.push(ended.status.as_str());
+            b.x_wagered.push(ended.wagered);
+            b.x_staked.push(ended.staked);
+            b.x_converted.push(ended.converted);
+            b.x_forfeited.push(ended.forfeited);
+        }
+        events.push_for(wallet);
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
             m.r_currency.push(player.currency.clone());
@@ -565,6 +735,8 @@ pub async fn write_effects(
         m.p_day_sums.push(day);
         m.p_week_sums.push(week);
         m.p_month_sums.push(month);
+        m.p_bonus_set.push(wallet.effects.bonus_touched);
+        m.p_bonus.push(player.bonus.clone().filter(|_| wallet.effects.bonus_touched));
     }
 
     sqlx::query!(
@@ -576,14 +748,20 @@ pub async fn write_effects(
                    unnest($21::int8[]) AS balance_after, unnest($22::uuid[]) AS action_id,
                    unnest($23::uuid[]) AS original_action_id, unnest($24::text[]) AS game,
                    unnest($25::text[]) AS game_id, unnest($26::bool[]) AS registers,
-                   unnest($27::uuid[]) AS reversed_by
+                   unnest($27::uuid[]) AS reversed_by, unnest($48::int8[]) AS bonus_change
         ),
         entries AS (
             INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
-                                balance_after, action_id, original_action_id, game, game_id)
+                                balance_after, bonus_change, action_id, original_action_id, game, game_id)
             SELECT e.player_id, e.seq, $1, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
-                   e.balance_after, e.action_id, e.original_action_id, e.game, e.game_id
+                   e.balance_after, e.bonus_change, e.action_id, e.original_action_id, e.game, e.game_id
             FROM entry_rows e
+        ),
+        -- How new actions' money split between cash and a bonus (players with a bonus only).
+        splits AS (
+            SELECT unnest($49::uuid[]) AS action_id, unnest($50::int8[]) AS cash_part,
+                   unnest($51::int8[]) AS bonus_part, unnest($52::int8[]) AS wagering,
+                   unnest($53::uuid[]) AS bonus_id
         ),
         -- New actions (their row is made of their ledger row: a rollback's
         -- registry row has no amount) and new placeholders, in action_id
@@ -592,16 +770,43 @@ pub async fn write_effects(
         -- in a cycle, so they cannot deadlock.
         inserted_actions AS (
             INSERT INTO actions (action_id, player_id, kind, amount, original_action_id,
-                                 tx_id, processed_at, game, game_id, reversed_by)
+                                 tx_id, processed_at, game, game_id, reversed_by,
+                                 cash_part, bonus_part, wagering, bonus_id)
             SELECT e.action_id, e.player_id, e.kind::entry_kind,
                    CASE WHEN e.kind = 'rollback' THEN NULL ELSE e.amount END,
-                   e.original_action_id, e.tx_id, $1, e.game, e.game_id, e.reversed_by
+                   e.original_action_id, e.tx_id, $1, e.game, e.game_id, e.reversed_by,
+                   s.cash_part, s.bonus_part, s.wagering, s.bonus_id
             FROM entry_rows e
+            LEFT JOIN splits s ON s.action_id = e.action_id
             WHERE e.registers
             UNION ALL
             SELECT unnest($2::uuid[]), unnest($3::int8[]), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                   unnest($4::uuid[])
+                   unnest($4::uuid[]), NULL, NULL, NULL, NULL
             ORDER BY 1
+        ),
+        -- Bonus rounds as they now stand (read under the same lock).
+        bonus_rounds_written AS (
+            INSERT INTO bonus_rounds AS r (player_id, game_id, bonus_id, staked, bonus_staked, updated_at)
+            SELECT unnest($54::int8[]), unnest($55::text[]), unnest($56::uuid[]), unnest($57::int8[]),
+                   unnest($58::int8[]), $1
+            ON CONFLICT (player_id, game_id) DO UPDATE
+            SET bonus_id = excluded.bonus_id, staked = excluded.staked,
+                bonus_staked = excluded.bonus_staked, updated_at = excluded.updated_at
+        ),
+        -- Bonuses that ended: completed, or expired on this touch.
+        ended_bonuses AS (
+            UPDATE bonus_grants AS g
+            SET status = x.status, ended_at = $1, balance = 0, wagered = x.wagered, staked = x.staked,
+                converted = x.converted, forfeited = x.forfeited
+            FROM (SELECT unnest($59::uuid[]) AS bonus_id, unnest($60::text[]) AS status,
+                         unnest($61::int8[]) AS wagered, unnest($62::int8[]) AS staked,
+                         unnest($63::int8[]) AS converted, unnest($64::int8[]) AS forfeited) AS x
+            WHERE g.bonus_id = x.bonus_id AND g.status = 'active'
+        ),
+        -- What the players' streams are sent once this commits (API §11).
+        logged_events AS (
+            INSERT INTO player_events (player_id, at, kind, body)
+            SELECT unnest($65::int8[]), $1, unnest($66::text[]), unnest($67::text[])::jsonb
         ),
         -- Placeholders filled by their late original, originals marked reversed.
         -- Only rows of locked players: nobody else can be changing them.
@@ -693,10 +898,12 @@ pub async fn write_effects(
         UPDATE players AS p
         SET balance = u.balance, last_seq = u.last_seq, updated_at = $1,
             day_sums = coalesce(u.day_sums, p.day_sums), week_sums = coalesce(u.week_sums, p.week_sums),
-            month_sums = coalesce(u.month_sums, p.month_sums)
+            month_sums = coalesce(u.month_sums, p.month_sums),
+            bonus = CASE WHEN u.bonus_set THEN u.bonus ELSE p.bonus END
         FROM (SELECT unnest($41::int8[]) AS id, unnest($42::int8[]) AS balance,
                      unnest($43::int8[]) AS last_seq, unnest($45::period_sums[]) AS day_sums,
-                     unnest($46::period_sums[]) AS week_sums, unnest($47::period_sums[]) AS month_sums) AS u
+                     unnest($46::period_sums[]) AS week_sums, unnest($47::period_sums[]) AS month_sums,
+                     unnest($68::bool[]) AS bonus_set, unnest($69::active_bonus[]) AS bonus) AS u
         WHERE p.id = u.id
         "#,
         now,
@@ -720,7 +927,7 @@ pub async fn write_effects(
         &e.amount,
         &e.balance_before,
         &e.balance_after,
-        &e.action_id,
+        &e.action_id as _,
         &e.original_action_id as _,
         &e.game as _,
         &e.game_id as _,
@@ -746,6 +953,28 @@ pub async fn write_effects(
         &m.p_day_sums as _,
         &m.p_week_sums as _,
         &m.p_month_sums as _,
+        &e.bonus_change,
+        &b.s_action_id,
+        &b.s_cash,
+        &b.s_bonus,
+        &b.s_wagering as _,
+        &b.s_bonus_id,
+        &b.r_player_id,
+        &b.r_game_id,
+        &b.r_bonus_id as _,
+        &b.r_staked,
+        &b.r_bonus_staked,
+        &b.x_bonus_id,
+        &b.x_status as _,
+        &b.x_wagered,
+        &b.x_staked,
+        &b.x_converted,
+        &b.x_forfeited,
+        &events.player_id,
+        &events.kind as _,
+        &events.body,
+        &m.p_bonus_set,
+        &m.p_bonus as _,
     )
     .execute(conn)
     .await?;

@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
+use super::bonus::{self, ActiveBonus, Ended, Ending, Round, Split};
 use super::limits::{Counted, Guard, LimitKind, Period};
 use super::{Action, Batch};
 use crate::domain::{floor_time, EntryKind, Flag, PlayerStatus};
@@ -39,6 +40,9 @@ pub enum Refusal {
     /// A responsible-gambling limit the player set would be passed.
     #[error("the {period}'s {kind} limit would be exceeded")]
     OverLimit { kind: LimitKind, period: Period },
+    /// A stake over the active bonus's `max_bet`.
+    #[error("the stake is over the active bonus's max bet")]
+    OverMaxBet,
     /// A stored action_id came again with another player, kind, amount or original.
     #[error("action_id {0} was already used with other parameters")]
     ActionReused(Uuid),
@@ -77,6 +81,10 @@ pub struct Player {
     pub status_until: Option<DateTime<Utc>>,
     /// The player's limits and counters; `None` for a player who never set one.
     pub guard: Option<Guard>,
+    /// The active bonus, if any.
+    pub bonus: Option<ActiveBonus>,
+    /// The player has had a bonus: their rounds are tracked to split wins.
+    pub bonus_rounds: bool,
 }
 
 impl Player {
@@ -143,6 +151,8 @@ pub struct Processed {
     pub game_id: Option<String>,
     /// The rollback that reversed it (never set on a rollback).
     pub reversed_by: Option<Uuid>,
+    /// How its money split between cash and a bonus; `None`: all cash.
+    pub split: Option<Split>,
 }
 
 impl StoredAction {
@@ -165,9 +175,13 @@ pub struct Entry {
     pub tx_id: Uuid,
     pub kind: EntryKind,
     pub amount: i64,
+    /// The cash balance before and after.
     pub balance_before: i64,
     pub balance_after: i64,
-    pub action_id: Uuid,
+    /// What the row did to the bonus balance.
+    pub bonus_change: i64,
+    /// The provider action; `None` for a bonus's own rows.
+    pub action_id: Option<Uuid>,
     pub original_action_id: Option<Uuid>,
     pub game: Option<String>,
     pub game_id: Option<String>,
@@ -192,6 +206,7 @@ pub type RoundKey = (DateTime<Utc>, String, String);
 pub struct Receipt {
     /// `(action_id, tx_id)` in request order.
     pub transactions: Vec<(Uuid, Uuid)>,
+    /// What the provider sees: cash and the active bonus's balance.
     pub balance: i64,
 }
 
@@ -203,6 +218,12 @@ pub struct Effects {
     pub entries: Vec<Entry>,
     pub rollups: HashMap<RollupKey, RollupDelta>,
     pub rounds: HashMap<RoundKey, i32>,
+    /// Bonus rounds as they now stand, by game_id ('' when none was sent).
+    pub bonus_rounds: HashMap<String, Round>,
+    /// Bonuses that ended.
+    pub ended: Vec<Ended>,
+    /// The active bonus changed (or ended).
+    pub bonus_touched: bool,
 }
 
 impl Effects {
@@ -219,10 +240,14 @@ impl Effects {
         for (key, delta) in other.rounds {
             *self.rounds.entry(key).or_default() += delta;
         }
+        self.bonus_rounds.extend(other.bonus_rounds);
+        self.ended.extend(other.ended);
+        self.bonus_touched |= other.bonus_touched;
     }
 
+    /// Nothing to write: no ledger row and no bonus ended.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.ended.is_empty()
     }
 }
 
@@ -240,18 +265,51 @@ pub struct Wallet {
     pub policy: Arc<PlayPolicy>,
     /// An accepted request changed the player's limit counters.
     pub counted: bool,
+    /// The game category of the request in hand (its bonus wagering weight).
+    pub category: Arc<str>,
+    /// The player's bonus rounds that the requests in hand name, by game_id.
+    pub rounds: HashMap<String, Round>,
 }
 
 impl Wallet {
+    /// The wallet of a locked player. A bonus past its end expires first:
+    /// whatever touches the wallet never sees an expired bonus's balance.
     pub fn new(player: Player, now: DateTime<Utc>, stored: impl IntoIterator<Item = StoredAction>) -> Wallet {
-        Wallet {
+        let mut wallet = Wallet {
             player,
             now,
             stored: stored.into_iter().map(|a| (a.action_id(), a)).collect(),
             effects: Effects::default(),
             policy: PlayPolicy::open(),
             counted: false,
-        }
+            category: Arc::from("other"),
+            rounds: HashMap::new(),
+        };
+        wallet.expire_bonus();
+        wallet
+    }
+
+    /// Ends the active bonus if it is past its end, forfeiting its balance.
+    fn expire_bonus(&mut self) {
+        let Some(active) = self.player.bonus.take_if(|b| b.expired_at(self.now)) else {
+            return;
+        };
+        // An expiry converts nothing, so it cannot overflow the cash balance.
+        let Ok((entries, ended, _)) =
+            bonus::end(&active, Ending::Expired, self.player.balance, self.player.last_seq)
+        else {
+            self.player.bonus = Some(active);
+            return;
+        };
+        self.player.last_seq += entries.len() as i64;
+        self.effects.entries.extend(entries);
+        self.effects.ended.push(ended);
+        self.effects.bonus_touched = true;
+    }
+
+    /// What the provider sees: cash and the active bonus's balance.
+    pub fn total(&self) -> i64 {
+        self.player.balance + self.player.bonus.as_ref().map_or(0, |b| b.balance)
     }
 
     /// Applies one request's actions in order: all of them, or none.
@@ -265,21 +323,25 @@ impl Wallet {
             last_seq: self.player.last_seq,
             effects: Effects::default(),
             guard: self.player.guard.clone(),
+            bonus: self.player.bonus.clone(),
             batch,
         };
         let mut transactions = Vec::with_capacity(batch.actions.len());
         for action in &batch.actions {
             transactions.push((action.id(), draft.apply(action)?));
         }
-        let (balance, last_seq, effects, guard) = (draft.balance, draft.last_seq, draft.effects, draft.guard);
+        let (balance, last_seq, effects, guard, bonus) =
+            (draft.balance, draft.last_seq, draft.effects, draft.guard, draft.bonus);
         self.player.balance = balance;
         self.player.last_seq = last_seq;
         if guard != self.player.guard {
             self.player.guard = guard;
             self.counted = true;
         }
+        self.player.bonus = bonus;
+        self.rounds.extend(effects.bonus_rounds.iter().map(|(key, round)| (key.clone(), *round)));
         self.effects.absorb(effects);
-        Ok(Receipt { transactions, balance })
+        Ok(Receipt { transactions, balance: self.total() })
     }
 
     /// Rows that must be inserted (never stored before) versus updated.
@@ -296,6 +358,8 @@ struct Draft<'a> {
     effects: Effects,
     /// The player's limits and counters as this request leaves them.
     guard: Option<Guard>,
+    /// The active bonus as this request leaves it.
+    bonus: Option<ActiveBonus>,
     batch: &'a Batch,
 }
 
@@ -341,11 +405,19 @@ impl Draft<'_> {
                     return Err(Refusal::KycTierForbids);
                 }
                 let amount = amount.minor_units();
+                if self.bonus.as_ref().and_then(|b| b.max_bet).is_some_and(|max_bet| amount > max_bet) {
+                    return Err(Refusal::OverMaxBet);
+                }
                 let staked = Counted { staked: amount, ..Counted::default() };
                 if let Some(guard) = &self.guard {
                     guard.check(self.wallet.policy.zone, self.wallet.now, staked)?;
                 }
-                let tx_id = self.record(action, amount, -amount, None)?;
+                let split = self.stake(amount)?;
+                let (cash, from_bonus) = split.map_or((amount, 0), |s| (s.cash, s.bonus));
+                let tx_id = self.record(action, amount, -cash, -from_bonus, None, split)?;
+                if let Some(split) = split {
+                    self.wager(amount, split)?;
+                }
                 self.count(staked);
                 self.rollup(self.wallet.bucket(), self.game_key()).total_bet += amount;
                 if let Some(game_id) = &self.batch.game_id {
@@ -356,7 +428,9 @@ impl Draft<'_> {
             }
             Action::Win { amount, .. } => {
                 let amount = amount.minor_units();
-                let tx_id = self.record(action, amount, amount, None)?;
+                let split = self.win_split(amount);
+                let (cash, to_bonus) = split.map_or((amount, 0), |s| (s.cash, s.bonus));
+                let tx_id = self.record(action, amount, cash, to_bonus, None, split)?;
                 self.count(Counted { won: amount, ..Counted::default() });
                 self.rollup(self.wallet.bucket(), self.game_key()).total_win += amount;
                 Ok(tx_id)
@@ -381,14 +455,14 @@ impl Draft<'_> {
                     reversed_by: id,
                 };
                 self.effects.actions.insert(original_id, placeholder);
-                return self.record(action, 0, 0, None);
+                return self.record(action, 0, 0, 0, None, None);
             }
             Some(StoredAction::Placeholder { player_id, .. }) => {
                 if player_id != self.player_id() {
                     return Err(Refusal::ForeignAction(original_id));
                 }
                 // Awaiting its late arrival, reversed already: accepted, moves nothing.
-                return self.record(action, 0, 0, None);
+                return self.record(action, 0, 0, 0, None, None);
             }
             Some(StoredAction::Processed(original)) => original,
         };
@@ -401,12 +475,22 @@ impl Draft<'_> {
         };
         if original.reversed_by.is_some() {
             // Reversed already: accepted, moves nothing.
-            return self.record(action, 0, 0, None);
+            return self.record(action, 0, 0, 0, None, None);
         }
         let bucket = bucket_of(original.processed_at);
         let game = original.game.clone().unwrap_or_default();
+        // Each part goes back where it came from; a part of a bonus that is
+        // no longer active has nowhere to go back to, and is forfeited.
+        let (cash, bonus) = match original.split {
+            None => (amount, 0),
+            Some(split) if self.is_active(split.bonus_id) => (split.cash, split.bonus),
+            Some(split) => (split.cash, 0),
+        };
         let tx_id = if matches!(original.action, Action::Bet { .. }) {
-            let tx_id = self.record(action, amount, amount, None)?;
+            let tx_id = self.record(action, amount, cash, bonus, None, None)?;
+            if let Some(split) = original.split {
+                self.unwager(amount, split, original.game_id.clone().unwrap_or_default());
+            }
             self.uncount(original.processed_at, Counted { staked: amount, ..Counted::default() });
             let rollup = self.rollup(bucket, game.clone());
             rollup.total_bet -= amount;
@@ -416,7 +500,7 @@ impl Draft<'_> {
             }
             tx_id
         } else {
-            let tx_id = self.record(action, amount, -amount, None)?;
+            let tx_id = self.record(action, amount, -cash, -bonus, None, None)?;
             self.uncount(original.processed_at, Counted { won: amount, ..Counted::default() });
             let rollup = self.rollup(bucket, game);
             rollup.total_win -= amount;
@@ -441,12 +525,12 @@ impl Draft<'_> {
         }
         match *action {
             Action::Bet { amount, .. } => {
-                let tx_id = self.record(action, amount.minor_units(), 0, Some(reversed_by))?;
+                let tx_id = self.record(action, amount.minor_units(), 0, 0, Some(reversed_by), None)?;
                 self.rollup(self.wallet.bucket(), self.game_key()).rolled_back_bet += amount.minor_units();
                 Ok(tx_id)
             }
             Action::Win { amount, .. } => {
-                let tx_id = self.record(action, amount.minor_units(), 0, Some(reversed_by))?;
+                let tx_id = self.record(action, amount.minor_units(), 0, 0, Some(reversed_by), None)?;
                 self.rollup(self.wallet.bucket(), self.game_key()).rolled_back_win += amount.minor_units();
                 Ok(tx_id)
             }
@@ -455,17 +539,25 @@ impl Draft<'_> {
         }
     }
 
-    /// Moves the balance by `change`, appends the ledger entry (whose amount is
-    /// `amount`) and stores the action; refuses to go below zero or to overflow.
+    /// Moves the cash balance by `cash` and the active bonus's by `bonus`,
+    /// appends the ledger entry (whose amount is `amount`) and stores the
+    /// action with its `split`; refuses to go below zero or to overflow.
     fn record(
         &mut self,
         action: &Action,
         amount: i64,
-        change: i64,
+        cash: i64,
+        bonus: i64,
         reversed_by: Option<Uuid>,
+        split: Option<Split>,
     ) -> Result<Uuid, Refusal> {
         let balance_before = self.balance;
-        let balance_after = apply_change(balance_before, change)?;
+        let balance_after = apply_change(balance_before, cash)?;
+        if bonus != 0 {
+            let active = self.bonus.as_mut().ok_or(Refusal::InsufficientFunds)?;
+            active.balance = apply_change(active.balance, bonus)?;
+            self.effects.bonus_touched = true;
+        }
         let (kind, _, original_action_id) = action.parts();
         let tx_id = Uuid::now_v7();
         self.balance = balance_after;
@@ -477,7 +569,8 @@ impl Draft<'_> {
             amount,
             balance_before,
             balance_after,
-            action_id: action.id(),
+            bonus_change: bonus,
+            action_id: Some(action.id()),
             original_action_id,
             game: self.batch.game.clone(),
             game_id: self.batch.game_id.clone(),
@@ -492,9 +585,106 @@ impl Draft<'_> {
                 game: self.batch.game.clone(),
                 game_id: self.batch.game_id.clone(),
                 reversed_by,
+                split,
             }),
         );
         Ok(tx_id)
+    }
+
+    /// Whether `bonus_id` is the active bonus.
+    fn is_active(&self, bonus_id: Uuid) -> bool {
+        self.bonus.as_ref().is_some_and(|b| b.bonus_id == bonus_id)
+    }
+
+    /// How a stake of `amount` is paid while a bonus is active: cash first,
+    /// the rest from the bonus. `None`: no bonus, all cash.
+    fn stake(&self, amount: i64) -> Result<Option<Split>, Refusal> {
+        let Some(active) = &self.bonus else {
+            return Ok(None);
+        };
+        let cash = amount.min(self.balance);
+        if amount - cash > active.balance {
+            return Err(Refusal::InsufficientFunds);
+        }
+        Ok(Some(Split {
+            cash,
+            bonus: amount - cash,
+            wagering: Some(active.contribution(amount, &self.wallet.category)),
+            bonus_id: active.bonus_id,
+        }))
+    }
+
+    /// Counts a stake paid with `split` toward its bonus and its round, and
+    /// completes the bonus once wagered enough.
+    fn wager(&mut self, amount: i64, split: Split) -> Result<(), Refusal> {
+        let key = self.batch.game_id.clone().unwrap_or_default();
+        let mut round = self.round(&key);
+        round.staked += amount;
+        round.bonus_staked += split.bonus;
+        if split.bonus > 0 {
+            round.bonus_id = Some(split.bonus_id);
+        }
+        self.effects.bonus_rounds.insert(key, round);
+        let Some(active) = &mut self.bonus else {
+            return Ok(());
+        };
+        active.staked += amount;
+        active.wagered += split.wagering.unwrap_or(0);
+        self.effects.bonus_touched = true;
+        if active.completed() {
+            self.end_bonus(Ending::Completed)?;
+        }
+        Ok(())
+    }
+
+    /// Takes back what a rolled-back stake paid with `split` counted: from
+    /// its round, and from its bonus if that is still the active one.
+    fn unwager(&mut self, amount: i64, split: Split, key: String) {
+        if let Some(mut round) = self.tracked_round(&key) {
+            round.staked = (round.staked - amount).max(0);
+            round.bonus_staked = (round.bonus_staked - split.bonus).clamp(0, round.staked);
+            self.effects.bonus_rounds.insert(key, round);
+        }
+        if let Some(active) = self.bonus.as_mut().filter(|b| b.bonus_id == split.bonus_id) {
+            active.staked -= amount;
+            active.wagered -= split.wagering.unwrap_or(0);
+            self.effects.bonus_touched = true;
+        }
+    }
+
+    /// How a win of `amount` splits: the bonus share of its round goes to
+    /// the bonus that paid it if still active, else is forfeited; the rest
+    /// is cash. `None`: all cash.
+    fn win_split(&self, amount: i64) -> Option<Split> {
+        let round = self.tracked_round(self.batch.game_id.as_deref().unwrap_or_default())?;
+        let share = round.bonus_share(amount);
+        let bonus_id = round.bonus_id.filter(|_| share > 0)?;
+        let to_bonus = if self.is_active(bonus_id) { share } else { 0 };
+        Some(Split { cash: amount - share, bonus: to_bonus, wagering: None, bonus_id })
+    }
+
+    /// The round `key` as this request sees it.
+    fn round(&self, key: &str) -> Round {
+        self.tracked_round(key).unwrap_or_default()
+    }
+
+    fn tracked_round(&self, key: &str) -> Option<Round> {
+        self.effects.bonus_rounds.get(key).or_else(|| self.wallet.rounds.get(key)).copied()
+    }
+
+    /// Ends the active bonus: on completion its balance (up to the cap)
+    /// becomes cash and the rest is forfeited.
+    fn end_bonus(&mut self, status: Ending) -> Result<(), Refusal> {
+        let Some(active) = self.bonus.take() else {
+            return Ok(());
+        };
+        let (entries, ended, cash) = bonus::end(&active, status, self.balance, self.last_seq)?;
+        self.last_seq += entries.len() as i64;
+        self.balance = cash;
+        self.effects.entries.extend(entries);
+        self.effects.ended.push(ended);
+        self.effects.bonus_touched = true;
+        Ok(())
     }
 
     /// Counts an operation processed now in a limited player's periods.
@@ -553,6 +743,8 @@ mod tests {
             kyc_tier: 0,
             status_until: None,
             guard: None,
+            bonus: None,
+            bonus_rounds: false,
         };
         Wallet::new(player, now(), stored)
     }
@@ -588,6 +780,7 @@ mod tests {
             game: Some("slots".into()),
             game_id: Some("round-0".into()),
             reversed_by: None,
+            split: None,
         })
     }
 

@@ -179,7 +179,7 @@ pub fn kyc_allows(tier: &KycTier, kind: EntryKind, amount: Amount, own_deposits:
             tier.deposit && tier.deposit_lifetime_max.is_none_or(|max| total.is_some_and(|t| t <= max))
         }
         EntryKind::Withdrawal => tier.withdraw,
-        EntryKind::Bet | EntryKind::Win | EntryKind::Rollback => false,
+        _ => false,
     };
     if allowed {
         Ok(())
