@@ -64,9 +64,6 @@ pub enum AppError {
     PreconditionFailed(String),
     #[error("{0}")]
     Conflict(String),
-    /// Another bonus is active: a player has at most one.
-    #[error("a bonus is already active")]
-    BonusActive,
     /// A player withdrawal while a bonus is active, without `forfeit_bonus`.
     #[error("a bonus is active: a withdrawal forfeits it, send \"forfeit_bonus\": true")]
     BonusBlocksWithdrawal,
@@ -124,10 +121,9 @@ impl AppError {
             AppError::Forbidden | AppError::CsrfRefused => StatusCode::FORBIDDEN,
             AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Conflict(_)
-            | AppError::ExclusionInForce(_)
-            | AppError::BonusActive
-            | AppError::BonusBlocksWithdrawal => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::ExclusionInForce(_) | AppError::BonusBlocksWithdrawal => {
+                StatusCode::CONFLICT
+            }
             AppError::BonusNotEligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Refused(refusal) => match refusal {
@@ -139,6 +135,7 @@ impl AppError {
                 | Refusal::OverLimit { .. }
                 | Refusal::OverMaxBet
                 | Refusal::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+                Refusal::BonusActive => StatusCode::CONFLICT,
                 Refusal::ActionReused(_) | Refusal::ForeignAction(_) => StatusCode::CONFLICT,
                 Refusal::BalanceOverflow => StatusCode::BAD_REQUEST,
             },
@@ -168,7 +165,7 @@ impl AppError {
             AppError::Refused(Refusal::OverLimit { kind: LimitKind::Deposit, .. }) => 112,
             AppError::Refused(Refusal::OverLimit { .. }) => 105,
             AppError::Refused(Refusal::OverMaxBet) => 106,
-            AppError::BonusActive => 122,
+            AppError::Refused(Refusal::BonusActive) => 122,
             AppError::BonusBlocksWithdrawal => 123,
             AppError::BonusNotEligible(_) => 124,
             AppError::ExclusionInForce(_) => 131,

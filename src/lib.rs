@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bonus;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -156,6 +157,7 @@ fn public_routes(state: &AppState) -> http::Routes {
         .merge(operators::routes())
         .merge(accounts::routes())
         .merge(responsible::routes())
+        .merge(bonus::routes())
 }
 
 /// Health, metrics and the API document: outside the overload protection.
@@ -177,6 +179,7 @@ pub fn back_office() -> staff::BackOffice {
     players::routes()
         .merge(accounts::back_office())
         .merge(responsible::back_office())
+        .merge(bonus::back_office())
         .merge(reports::routes())
         .merge(ops::reconcile::routes())
         .merge(operators::back_office())
@@ -227,6 +230,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
     ledger::partitions::ensure_ahead(&pool).await.context("cannot create ledger partitions")?;
     ledger::partitions::spawn_maintenance(pool.clone());
+    bonus::start_sweeper(pool.clone());
     reports::summary::spawn_maintenance(pool.clone());
     audit::store::spawn_sealer(pool.clone());
 

@@ -43,8 +43,9 @@ use crate::http::Routes;
             every error body is exactly `{\"code\": <int>, \"message\": \"…\"}`, where `code` \
             is a wallet error code (100 insufficient funds, 101 unknown player, 102 rollback \
             of a rollback, 107 game forbidden, 110 player blocked, 111 KYC tier forbids, \
-            113 session expired, 120 unknown operator, 121 feature disabled, 130 under age, \
-            154 currency mismatch) or else the HTTP status. The prose contract is docs/API.md."
+            106 over the bonus max bet, 113 session expired, 120 unknown operator, 121 feature \
+            disabled, 122 a bonus is already active, 123 withdrawal needs forfeit_bonus, 124 bonus \
+            not eligible, 130 under age, 154 currency mismatch) or else the HTTP status. The prose contract is docs/API.md."
     ),
     paths(
         crate::provider::process,
@@ -64,6 +65,10 @@ use crate::http::Routes;
         crate::accounts::end_session,
         crate::accounts::deposit,
         crate::accounts::withdraw,
+        crate::bonus::my_bonuses,
+        crate::bonus::forfeit_mine,
+        crate::bonus::player_bonuses,
+        crate::bonus::grant,
         crate::responsible::my_limits,
         crate::responsible::set_my_limits,
         crate::responsible::time_out,

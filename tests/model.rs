@@ -253,6 +253,7 @@ impl Harness {
                     EntryKind::Deposit,
                     amount,
                     "seed",
+                    wallet::players::store::BonusAsk::Nothing,
                 )
                 .await
                 .unwrap();

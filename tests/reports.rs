@@ -99,6 +99,7 @@ impl History {
                 EntryKind::Deposit,
                 Amount::positive(10_000_000).unwrap(),
                 "fund",
+                wallet::players::store::BonusAsk::Nothing,
             )
             .await
             .unwrap();

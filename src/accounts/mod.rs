@@ -38,7 +38,7 @@ use crate::http::{bearer_token, JsonBody, PathParams, QueryParams, Routes};
 use crate::operators::registry::Tenant;
 use crate::operators::TenantOf;
 use crate::ops::observe::RequestId;
-use crate::players::store::Requester;
+use crate::players::store::{BonusAsk, Requester};
 use crate::players::{self, HistoryPage, Movement, PageQuery};
 use crate::staff::{token_hash, BackOffice, Caller, Permission};
 use crate::AppState;
@@ -289,8 +289,8 @@ struct MeView {
     balance: Balance,
 }
 
-/// The balance as the player sees it: cash, bonus (none until bonuses
-/// exist) and their total, which is what a game provider sees.
+/// The balance as the player sees it: cash, the active bonus's balance and
+/// their total, which is what a game provider sees.
 #[derive(Serialize, ToSchema)]
 struct Balance {
     cash: i64,
@@ -313,7 +313,7 @@ async fn me(State(state): State<AppState>, session: PlayerSession) -> AppResult<
         kyc_tier: me.kyc_tier,
         status: me.status,
         status_until: me.status_until,
-        balance: Balance { cash: me.balance, bonus: 0, total: me.balance },
+        balance: Balance { cash: me.balance, bonus: me.bonus, total: me.balance + me.bonus },
     }))
 }
 
@@ -328,15 +328,20 @@ async fn transactions(
     players::history_page(&state.pool, session.tenant.id, &session.user_id, &query).await
 }
 
-/// A cashier request. A deposit may name a `bonus_code`, and a withdrawal
-/// say `forfeit_bonus`; both are accepted and have nothing to act on until
-/// bonuses exist.
+/// A cashier request. A deposit may name a `bonus_code`; a withdrawal while
+/// a bonus is active must say `forfeit_bonus` (API §10).
 #[derive(Deserialize, ToSchema)]
-#[schema(example = json!({"amount": 5000}))]
+#[schema(example = json!({"amount": 5000, "bonus_code": "WELCOME100"}))]
 struct CashierRequest {
     /// Minor units, more than 0.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     amount: i64,
+    /// Deposits: the code of a deposit-match campaign.
+    #[schema(max_length = 64)]
+    bonus_code: Option<String>,
+    /// Withdrawals: give up the active bonus (its balance is forfeited).
+    #[serde(default)]
+    forfeit_bonus: bool,
 }
 
 #[utoipa::path(post, path = "/v1/me/deposits", tag = "player", operation_id = "me_deposit",
@@ -387,7 +392,12 @@ async fn cashier(
         origin: &session.origin,
         requester: Requester::Player(&session.tenant.document),
     };
-    movement.answer(&state.pool, &session.user_id, &headers, kind, body.amount).await
+    let ask = match (&body.bonus_code, body.forfeit_bonus) {
+        (Some(code), _) if kind == EntryKind::Deposit => BonusAsk::Code(code),
+        (_, true) if kind == EntryKind::Withdrawal => BonusAsk::Forfeit,
+        _ => BonusAsk::Nothing,
+    };
+    movement.answer(&state.pool, &session.user_id, &headers, kind, body.amount, ask).await
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -279,13 +279,19 @@ pub struct Me {
     pub kyc_tier: i16,
     pub status: String,
     pub status_until: Option<DateTime<Utc>>,
+    /// Cash.
     pub balance: i64,
+    /// The active bonus's balance.
+    pub bonus: i64,
 }
 
 pub async fn me(pool: &PgPool, player_id: i64) -> AppResult<Me> {
     sqlx::query_as!(
         Me,
         r#"SELECT p.user_id, a.email, p.currency, p.country, p.kyc_tier, p.balance,
+                  -- An expired bonus's balance is never shown, swept or not.
+                  CASE WHEN (p.bonus).expires_at > clock_timestamp() THEN (p.bonus).balance ELSE 0 END
+                      AS "bonus!",
                   -- A time-out or self-exclusion past its end is over.
                   CASE WHEN p.status_until <= clock_timestamp() THEN 'active' ELSE p.status END AS "status!",
                   CASE WHEN p.status_until <= clock_timestamp() THEN NULL ELSE p.status_until END AS status_until

@@ -85,11 +85,13 @@ pub enum Action {
     StaffPassword,
     AuthLogin,
     AuthLoginFailed,
+    BonusGrant,
+    BonusForfeit,
 }
 
 impl Action {
     /// Every action, in the order docs/API.md lists them.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::PlayerCreate,
         Action::PlayerStatus,
         Action::PlayerDeposit,
@@ -106,6 +108,8 @@ impl Action {
         Action::StaffPassword,
         Action::AuthLogin,
         Action::AuthLoginFailed,
+        Action::BonusGrant,
+        Action::BonusForfeit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +130,8 @@ impl Action {
             Action::StaffPassword => "staff.password",
             Action::AuthLogin => "auth.login",
             Action::AuthLoginFailed => "auth.login_failed",
+            Action::BonusGrant => "bonus.grant",
+            Action::BonusForfeit => "bonus.forfeit",
         }
     }
 }

@@ -899,7 +899,8 @@ pub async fn write_effects(
         SET balance = u.balance, last_seq = u.last_seq, updated_at = $1,
             day_sums = coalesce(u.day_sums, p.day_sums), week_sums = coalesce(u.week_sums, p.week_sums),
             month_sums = coalesce(u.month_sums, p.month_sums),
-            bonus = CASE WHEN u.bonus_set THEN u.bonus ELSE p.bonus END
+            bonus = CASE WHEN u.bonus_set THEN u.bonus ELSE p.bonus END,
+            bonus_rounds = p.bonus_rounds OR (u.bonus).bonus_id IS NOT NULL
         FROM (SELECT unnest($41::int8[]) AS id, unnest($42::int8[]) AS balance,
                      unnest($43::int8[]) AS last_seq, unnest($45::period_sums[]) AS day_sums,
                      unnest($46::period_sums[]) AS week_sums, unnest($47::period_sums[]) AS month_sums,

@@ -40,6 +40,9 @@ pub enum Refusal {
     /// A responsible-gambling limit the player set would be passed.
     #[error("the {period}'s {kind} limit would be exceeded")]
     OverLimit { kind: LimitKind, period: Period },
+    /// A player has at most one active bonus.
+    #[error("a bonus is already active")]
+    BonusActive,
     /// A stake over the active bonus's `max_bet`.
     #[error("the stake is over the active bonus's max bet")]
     OverMaxBet,
@@ -291,20 +294,58 @@ impl Wallet {
 
     /// Ends the active bonus if it is past its end, forfeiting its balance.
     fn expire_bonus(&mut self) {
-        let Some(active) = self.player.bonus.take_if(|b| b.expired_at(self.now)) else {
-            return;
+        if self.player.bonus.as_ref().is_some_and(|b| b.expired_at(self.now)) {
+            // An expiry converts nothing, so it cannot overflow the cash balance.
+            let _ = self.end_bonus(Ending::Expired);
+        }
+    }
+
+    /// Ends the active bonus with `status` (see [`bonus::end`]); `None` when
+    /// there was none. Its rows are written with the wallet's effects.
+    pub fn end_bonus(&mut self, status: Ending) -> Result<Option<Ended>, Refusal> {
+        let Some(active) = self.player.bonus.clone() else {
+            return Ok(None);
         };
-        // An expiry converts nothing, so it cannot overflow the cash balance.
-        let Ok((entries, ended, _)) =
-            bonus::end(&active, Ending::Expired, self.player.balance, self.player.last_seq)
-        else {
-            self.player.bonus = Some(active);
-            return;
-        };
+        let (entries, ended, cash) = bonus::end(&active, status, self.player.balance, self.player.last_seq)?;
+        self.player.bonus = None;
+        self.player.balance = cash;
         self.player.last_seq += entries.len() as i64;
         self.effects.entries.extend(entries);
-        self.effects.ended.push(ended);
+        self.effects.ended.push(ended.clone());
         self.effects.bonus_touched = true;
+        Ok(Some(ended))
+    }
+
+    /// Gives the player the bonus `active`, whose balance is what was
+    /// granted: the grant's ledger row. A bonus with nothing to wager
+    /// completes at once.
+    pub fn grant_bonus(&mut self, active: ActiveBonus) -> Result<(), Refusal> {
+        if self.player.bonus.is_some() {
+            return Err(Refusal::BonusActive);
+        }
+        let granted = active.balance;
+        self.player.last_seq += 1;
+        self.effects.entries.push(Entry {
+            seq: self.player.last_seq,
+            tx_id: Uuid::now_v7(),
+            kind: EntryKind::BonusGrant,
+            amount: granted,
+            balance_before: self.player.balance,
+            balance_after: self.player.balance,
+            bonus_change: granted,
+            action_id: None,
+            original_action_id: None,
+            game: None,
+            game_id: None,
+        });
+        let completed = active.completed();
+        self.player.bonus = Some(active);
+        self.player.bonus_rounds = true;
+        self.effects.bonus_touched = true;
+        if completed {
+            self.end_bonus(Ending::Completed)?;
+        }
+        Ok(())
     }
 
     /// What the provider sees: cash and the active bonus's balance.

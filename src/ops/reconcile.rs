@@ -213,8 +213,9 @@ const CHECKS: &[Check] = &[
     },
     Check {
         name: "net_effect_of_each_bet_and_win",
-        description: "a bet or win not reversed moved its amount once and no rollback moved it \
-                      back; a reversed one and its rollbacks net to zero",
+        description: "a bet or win not reversed moved its amount (cash and bonus; a win less a \
+                      forfeited bonus part) once and no rollback moved it back; a reversed one and \
+                      its rollbacks net to zero, but for a bonus part forfeited on the way back",
         // One hashed pass over the ledger sums, per bet or win, its own rows
         // and its rollbacks' rows apart (a rollback's row names its original),
         // then one hash join to the registry. (Written over a materialised CTE
@@ -229,9 +230,9 @@ const CHECKS: &[Check] = &[
                           m.reversals)
             FROM (SELECT coalesce(original_action_id, action_id) AS action_id,
                          count(*) FILTER (WHERE original_action_id IS NULL) AS own_rows,
-                         sum(balance_after - balance_before)
+                         sum(balance_after - balance_before + bonus_change)
                              FILTER (WHERE original_action_id IS NULL) AS own,
-                         coalesce(sum(balance_after - balance_before)
+                         coalesce(sum(balance_after - balance_before + bonus_change)
                                       FILTER (WHERE original_action_id IS NOT NULL), 0) AS reversals
                   FROM ledger WHERE action_id IS NOT NULL
                   GROUP BY 1) m
@@ -239,9 +240,10 @@ const CHECKS: &[Check] = &[
             WHERE a.kind IN ('bet', 'win')
               AND m.own_rows > 0
               AND CASE WHEN a.reversed_by IS NULL
-                       THEN m.own <> CASE a.kind WHEN 'bet' THEN -a.amount ELSE a.amount END
+                       THEN m.own <> CASE a.kind WHEN 'bet' THEN -1 ELSE 1 END
+                                     * coalesce(a.cash_part + a.bonus_part, a.amount)
                             OR m.reversals <> 0
-                       ELSE m.own + m.reversals <> 0
+                       ELSE abs(m.own + m.reversals) > coalesce(a.bonus_part, 0)
                   END"#,
     },
     Check {
@@ -368,6 +370,61 @@ const CHECKS: &[Check] = &[
             FROM expected e
             FULL JOIN summarised s USING (day, operator_id, currency, player_id)
             WHERE e.player_id IS NULL OR s.player_id IS NULL"#,
+    },
+    Check {
+        name: "bonus_balance_equals_ledger_sum",
+        description: "every player who ever had a bonus holds, as the active bonus's balance \
+                      (0 with none), the sum of their ledger rows' bonus changes",
+        sql: r#"
+            SELECT format('player %s: bonus balance %s, its ledger rows sum to %s',
+                          p.id, coalesce((p.bonus).balance, 0), l.bonus)
+            FROM players p
+            CROSS JOIN LATERAL (SELECT coalesce(sum(bonus_change), 0) AS bonus
+                                FROM ledger WHERE player_id = p.id) l
+            WHERE p.bonus_rounds AND coalesce((p.bonus).balance, 0) <> l.bonus"#,
+    },
+    Check {
+        name: "active_bonus_is_its_grant",
+        description: "a wallet's active bonus is an active grant of the player, and every active \
+                      grant is its player's active bonus",
+        sql: r#"
+            SELECT format('player %s holds bonus %s, which is not an active grant of theirs',
+                          p.id, (p.bonus).bonus_id)
+            FROM players p
+            LEFT JOIN bonus_grants g ON g.bonus_id = (p.bonus).bonus_id AND g.player_id = p.id
+                                    AND g.status = 'active'
+            WHERE (p.bonus).bonus_id IS NOT NULL AND g.bonus_id IS NULL
+            UNION ALL
+            SELECT format('grant %s is active but player %s holds %s', g.bonus_id, g.player_id,
+                          coalesce((p.bonus).bonus_id::text, 'none'))
+            FROM bonus_grants g JOIN players p ON p.id = g.player_id
+            WHERE g.status = 'active' AND (p.bonus).bonus_id IS DISTINCT FROM g.bonus_id"#,
+    },
+    Check {
+        name: "bonus_wagering_recomputes",
+        description: "every bonus's wagered and staked equal its bets' contributions and stakes, \
+                      less those rolled back while it was active",
+        // A rollback processed after the bonus ended took nothing back.
+        sql: r#"
+            WITH recomputed AS (
+                SELECT a.bonus_id, sum(a.wagering) AS wagered, sum(a.amount) AS staked
+                FROM actions a
+                JOIN bonus_grants g ON g.bonus_id = a.bonus_id
+                LEFT JOIN actions r ON r.action_id = a.reversed_by AND r.tx_id IS NOT NULL
+                WHERE a.kind = 'bet' AND a.bonus_id IS NOT NULL
+                  AND (r.action_id IS NULL OR r.processed_at >= g.ended_at)
+                GROUP BY a.bonus_id
+            )
+            SELECT format('bonus %s (%s): wagered %s of staked %s, its bets say %s of %s',
+                          g.bonus_id, g.status, w.wagered, w.staked,
+                          coalesce(r.wagered, 0), coalesce(r.staked, 0))
+            FROM bonus_grants g
+            JOIN players p ON p.id = g.player_id
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN g.status = 'active' THEN (p.bonus).wagered ELSE g.wagered END AS wagered,
+                       CASE WHEN g.status = 'active' THEN (p.bonus).staked ELSE g.staked END AS staked) w
+            LEFT JOIN recomputed r ON r.bonus_id = g.bonus_id
+            WHERE (w.wagered, w.staked) IS DISTINCT FROM (coalesce(r.wagered, 0), coalesce(r.staked, 0))"#,
     },
     Check {
         name: "limit_counters_match_the_ledger",

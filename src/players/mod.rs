@@ -20,7 +20,7 @@ use crate::ledger::rules::Refusal;
 pub use crate::paging::PageQuery;
 use crate::staff::{BackOffice, Caller, Permission};
 use crate::AppState;
-use store::{HistoryEntry, Requester};
+use store::{BonusAsk, HistoryEntry, Requester};
 
 pub fn routes() -> BackOffice {
     use Permission::*;
@@ -185,7 +185,7 @@ async fn move_money(
     let user_id = user_id(raw)?;
     let movement =
         Movement { operator: caller.operator, origin: &caller.origin, requester: Requester::Staff };
-    movement.answer(&state.pool, &user_id, &headers, kind, body.amount).await
+    movement.answer(&state.pool, &user_id, &headers, kind, body.amount, BonusAsk::Nothing).await
 }
 
 /// A deposit or withdrawal as HTTP asks for it, by the back office or by the
@@ -207,6 +207,7 @@ impl Movement<'_> {
         headers: &HeaderMap,
         kind: EntryKind,
         amount: i64,
+        ask: BonusAsk<'_>,
     ) -> AppResult<Response> {
         let key = IdempotencyKey::from_header(headers.get("idempotency-key").map(|v| v.as_bytes()))
             .map_err(|e| AppError::bad_request("Idempotency-Key", e))?;
@@ -220,6 +221,7 @@ impl Movement<'_> {
             kind,
             amount,
             key.as_str(),
+            ask,
         )
         .await?;
         let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };

@@ -101,7 +101,7 @@ pub struct Account {
     pub sessions: Vec<Session>,
 }
 
-/// Cash, bonus (0 until bonuses exist) and their total.
+/// Cash, the active bonus's balance and their total.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Balance {
     pub cash: i64,
@@ -132,6 +132,8 @@ pub async fn account(
     let row = sqlx::query!(
         r#"SELECT p.id, p.user_id, p.currency, a.email AS "email?", p.country, p.kyc_tier, p.balance,
                   p.created_at,
+                  CASE WHEN (p.bonus).expires_at > clock_timestamp() THEN (p.bonus).balance ELSE 0 END
+                      AS "bonus!",
                   CASE WHEN p.status_until <= clock_timestamp() THEN 'active' ELSE p.status END AS "status!",
                   CASE WHEN p.status_until <= clock_timestamp() THEN NULL ELSE p.status_until END AS status_until
            FROM players p LEFT JOIN accounts a ON a.player_id = p.id
@@ -163,7 +165,7 @@ pub async fn account(
         status: row.status,
         status_until: row.status_until,
         created_at: row.created_at,
-        balance: Balance { cash: row.balance, bonus: 0, total: row.balance },
+        balance: Balance { cash: row.balance, bonus: row.bonus, total: row.balance + row.bonus },
         sessions,
     }))
 }

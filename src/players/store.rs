@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Origin};
+use crate::bonus::store::{self as bonuses, BonusView, Earned};
 use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
 use crate::ledger::limits::Counted;
@@ -140,10 +141,33 @@ pub async fn set_status(
 }
 
 /// The answer to a deposit or withdrawal, stored with its idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Payment {
     pub tx_id: Uuid,
+    /// The cash balance after it.
     pub balance: i64,
+    /// A deposit with a `bonus_code`: the bonus it earned, or why none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bonus: Option<BonusOutcome>,
+}
+
+/// What a deposit's `bonus_code` came to: the bonus, or the error that says
+/// why there is none (the deposit itself succeeded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum BonusOutcome {
+    Granted(BonusView),
+    NotGranted { code: u16, message: String },
+}
+
+/// What the player's cashier asks of their bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BonusAsk<'a> {
+    Nothing,
+    /// A deposit naming a deposit-match campaign.
+    Code(&'a str),
+    /// A withdrawal that gives up the active bonus.
+    Forfeit,
 }
 
 /// Who asks for a deposit or withdrawal, which decides the rules it passes.
@@ -208,6 +232,7 @@ pub async fn move_money(
     kind: EntryKind,
     amount: Amount,
     idempotency_key: &str,
+    ask: BonusAsk<'_>,
 ) -> AppResult<(Payment, bool)> {
     let change = match kind {
         EntryKind::Deposit => amount.minor_units(),
@@ -219,7 +244,7 @@ pub async fn move_money(
     let mut tx = pool.begin().await?;
     let key = (operator, user_id.as_str().to_owned());
     let mut locked = lock_players(&mut tx, std::slice::from_ref(&key)).await?;
-    let (mut player, now) = (locked.players.remove(&key).ok_or(AppError::PlayerNotFound)?, locked.now);
+    let (player, now) = (locked.players.remove(&key).ok_or(AppError::PlayerNotFound)?, locked.now);
     // The player's lifetime deposits come with the key's lookup: no extra round trip.
     let earlier = sqlx::query!(
         r#"SELECT p.own_deposits, k.request_fingerprint AS "request_fingerprint?", k.tx_id AS "tx_id?",
@@ -238,8 +263,18 @@ pub async fn move_money(
         if first != fingerprint {
             return Err(AppError::Conflict("Idempotency-Key was already used for another request".into()));
         }
-        return Ok((Payment { tx_id, balance }, true));
+        let bonus = bonuses::earned_by(&mut tx, tx_id).await?.map(BonusOutcome::Granted);
+        return Ok((Payment { tx_id, balance, bonus }, true));
     }
+    // A player's withdrawal takes cash only, and not while a bonus is
+    // active unless it gives the bonus up (API §10).
+    let own_withdrawal = kind == EntryKind::Withdrawal && matches!(requester, Requester::Player(_));
+    let forfeit = own_withdrawal && ask == BonusAsk::Forfeit;
+    if own_withdrawal && !forfeit && player.bonus.as_ref().is_some_and(|b| !b.expired_at(now)) {
+        return Err(AppError::BonusBlocksWithdrawal);
+    }
+    let mut player = bonuses::settle(&mut tx, player, now, forfeit).await?;
+    let cash_before = player.balance;
     let own_deposit = match requester {
         Requester::Staff => 0,
         // Cash can always be taken out, excluded or not.
@@ -262,8 +297,11 @@ pub async fn move_money(
     };
 
     let balance_after = apply_change(player.balance, change)?;
-    let payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after };
+    let mut payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after, bonus: None };
     let seq = player.last_seq + 1;
+    let bonus_balance = player.bonus.as_ref().map_or(0, |b| b.balance);
+    let event = json!({"cash": balance_after, "bonus": bonus_balance, "total": balance_after + bonus_balance,
+                       "tx_id": payment.tx_id});
     // A limited player's counters as they now stand (changed only by an own
     // deposit, and written back whole: they were read under this lock).
     let counters = player.guard.as_ref().map_or([None; 3], |g| g.usage);
@@ -276,6 +314,9 @@ pub async fn move_money(
         key AS (
             INSERT INTO idempotency_keys (player_id, idempotency_key, request_fingerprint, tx_id, balance_after)
             VALUES ($1, $8, $9, $3, $7)
+        ),
+        event AS (
+            INSERT INTO player_events (player_id, at, kind, body) VALUES ($1, $11, 'balance', $15)
         )
         UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10, updated_at = $11,
                            day_sums = coalesce($12, day_sums), week_sums = coalesce($13, week_sums),
@@ -296,18 +337,80 @@ pub async fn move_money(
         counters[0] as _,
         counters[1] as _,
         counters[2] as _,
+        event,
     )
     .execute(&mut *tx)
     .await?;
+    if let (Requester::Player(document), BonusAsk::Code(code)) = (requester, ask) {
+        if kind == EntryKind::Deposit {
+            player.balance = balance_after;
+            player.last_seq = seq;
+            let offered = offer(&mut tx, operator, document, player, now, code, amount, payment.tx_id).await;
+            payment.bonus = Some(match offered {
+                Ok(view) => {
+                    let entry = origin
+                        .entry(Some(operator), Action::BonusGrant, audit::target("player", user_id))
+                        .after(json!({"bonus_id": view.bonus_id, "campaign": view.campaign,
+                                      "granted": view.granted, "required": view.required,
+                                      "expires_at": view.expires_at, "deposit_tx_id": payment.tx_id}));
+                    audit::record(&mut tx, &entry).await?;
+                    BonusOutcome::Granted(view)
+                }
+                Err(
+                    refused @ (AppError::BonusNotEligible(_)
+                    | AppError::Refused(Refusal::BonusActive)
+                    | AppError::FeatureDisabled(_)),
+                ) => BonusOutcome::NotGranted { code: refused.code(), message: refused.to_string() },
+                Err(other) => return Err(other),
+            });
+        }
+    }
     let action = if kind == EntryKind::Deposit { Action::PlayerDeposit } else { Action::PlayerWithdrawal };
     let entry = origin
         .entry(Some(operator), action, audit::target("player", user_id))
-        .before(json!({"balance": player.balance}))
+        .before(json!({"balance": cash_before}))
         .after(json!({"amount": amount, "tx_id": payment.tx_id, "balance": balance_after,
                       "idempotency_key": idempotency_key}));
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((payment, false))
+}
+
+/// What a deposit of `amount` with `code` earns the locked `player`, under
+/// §10's eligibility: bonuses on, a deposit-match campaign that is active,
+/// a deposit of at least its `min_deposit`, once per player and campaign,
+/// and no other active bonus. A refusal has written nothing.
+#[allow(clippy::too_many_arguments)]
+async fn offer(
+    conn: &mut sqlx::PgConnection,
+    operator: i16,
+    document: &Document,
+    player: crate::ledger::rules::Player,
+    now: DateTime<Utc>,
+    code: &str,
+    amount: Amount,
+    deposit_tx_id: Uuid,
+) -> AppResult<BonusView> {
+    crate::bonus::require_bonuses(document)?;
+    let terms = bonuses::terms(&mut *conn, operator, code)
+        .await?
+        .ok_or_else(|| AppError::BonusNotEligible(format!("bonus code {code}: no such code")))?;
+    let granted = bonuses::deposit_match(&terms, amount.minor_units())?;
+    let before = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM bonus_grants WHERE player_id = $1 AND campaign_id = $2) AS "before!""#,
+        player.id,
+        terms.id,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if before {
+        return Err(AppError::BonusNotEligible(format!("bonus code {code}: already used by this player")));
+    }
+    if player.bonus.is_some() {
+        return Err(Refusal::BonusActive.into());
+    }
+    let (_, view) = bonuses::give(conn, player, now, &terms, granted, Earned::Deposit(deposit_tx_id)).await?;
+    Ok(view)
 }
 
 /// One row of a player's transaction history.
@@ -316,7 +419,11 @@ pub struct HistoryEntry {
     pub tx_id: Uuid,
     pub kind: EntryKind,
     pub amount: i64,
+    /// The row's change to cash and bonus together.
     pub balance_change: i64,
+    pub cash_change: i64,
+    pub bonus_change: i64,
+    /// The cash balance after the row.
     pub balance_after: i64,
     pub action_id: Option<Uuid>,
     pub game_id: Option<String>,
@@ -346,7 +453,8 @@ pub async fn history(
     let rows = sqlx::query_as!(
         HistoryEntry,
         r#"SELECT l.tx_id, l.kind AS "kind: EntryKind", l.amount,
-                  l.balance_after - l.balance_before AS "balance_change!",
+                  l.balance_after - l.balance_before + l.bonus_change AS "balance_change!",
+                  l.balance_after - l.balance_before AS "cash_change!", l.bonus_change,
                   l.balance_after, l.action_id, l.game_id,
                   (l.kind IN ('bet', 'win') AND a.reversed_by IS NOT NULL) AS "rolled_back!",
                   l.created_at, l.seq

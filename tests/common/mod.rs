@@ -182,6 +182,7 @@ pub async fn player_with_balance(pool: &PgPool, user_id: &str, currency: &str, b
             EntryKind::Deposit,
             amount,
             "seed",
+            wallet::players::store::BonusAsk::Nothing,
         )
         .await
         .unwrap();
