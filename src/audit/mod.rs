@@ -85,11 +85,14 @@ pub enum Action {
     StaffPassword,
     AuthLogin,
     AuthLoginFailed,
+    GameCategory,
+    CampaignCreate,
+    CampaignUpdate,
 }
 
 impl Action {
     /// Every action, in the order docs/API.md lists them.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 19] = [
         Action::PlayerCreate,
         Action::PlayerStatus,
         Action::PlayerDeposit,
@@ -106,6 +109,9 @@ impl Action {
         Action::StaffPassword,
         Action::AuthLogin,
         Action::AuthLoginFailed,
+        Action::GameCategory,
+        Action::CampaignCreate,
+        Action::CampaignUpdate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +132,9 @@ impl Action {
             Action::StaffPassword => "staff.password",
             Action::AuthLogin => "auth.login",
             Action::AuthLoginFailed => "auth.login_failed",
+            Action::GameCategory => "game.category",
+            Action::CampaignCreate => "campaign.create",
+            Action::CampaignUpdate => "campaign.update",
         }
     }
 }
