@@ -117,13 +117,13 @@ async fn every_bad_field_is_a_400_naming_it_and_changes_nothing(pool: PgPool) {
     assert_eq!(status, 201);
     let with = |field: &str, value: Value| {
         let mut body = welcome();
+        body["code"] = json!("NEW");
         match value {
             Value::Null if field != "max_bet" => {
                 body.as_object_mut().unwrap().remove(field);
             }
             value => body[field] = value,
         }
-        body["code"] = json!("NEW");
         body
     };
     let refused = [
