@@ -92,7 +92,7 @@ struct GameView {
     responses(
         (status = 200, description = "Filed; every instance answers the new category within a second.", body = GameView),
         (status = 400, description = "A bad category or game, naming it.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "category: must match ^[a-z0-9_]{1,32}$"})),
-        (status = 403, description = "The role may not (403), or the operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
+        (status = 403, description = "The operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
     ))]
 async fn file_game(
     State(state): State<AppState>,
@@ -131,7 +131,7 @@ async fn file_game(
     responses(
         (status = 200, description = "Every game filed at the operator, by name; any other game is `other`.", body = Vec<games::FiledGame>,
             example = json!([{"game": "pragmatic:sweet-bonanza", "category": "slots", "updated_at": "2026-11-27T10:00:00Z"}])),
-        (status = 403, description = "The role may not (403), or the operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
+        (status = 403, description = "The operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
     ))]
 async fn list_games(
     State(state): State<AppState>,
@@ -185,7 +185,7 @@ fn campaign_not_found() -> AppError {
                 "max_bet": 500, "max_conversion_multiplier": 5, "valid_days": 30, "active": true,
                 "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T10:00:00Z"})),
         (status = 400, description = "A bad field, naming it.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "match_percent: is required for a deposit_match campaign"})),
-        (status = 403, description = "The role may not (403), or the operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
+        (status = 403, description = "The operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
         (status = 409, description = "The operator has a campaign with this code.", body = crate::error::ErrorBody, example = json!({"code": 409, "message": "campaign WELCOME100 exists already"})),
     ))]
 async fn create_campaign(
@@ -209,7 +209,7 @@ async fn create_campaign(
 #[utoipa::path(get, path = "/v1/bonus/campaigns", tag = "bonuses", operation_id = "list_campaigns",
     responses(
         (status = 200, description = "Every campaign of the operator, oldest first.", body = Vec<Campaign>),
-        (status = 403, description = "The role may not (403), or the operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
+        (status = 403, description = "The operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
     ))]
 async fn list_campaigns(
     State(state): State<AppState>,
@@ -224,7 +224,7 @@ async fn list_campaigns(
     params(("code" = String, Path, description = "The campaign's code.", example = "WELCOME100")),
     responses(
         (status = 200, description = "The campaign.", body = Campaign),
-        (status = 403, description = "The role may not (403), or the operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
+        (status = 403, description = "The operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
         (status = 404, description = "No campaign by that code at the operator.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such bonus campaign"})),
     ))]
 async fn read_campaign(
@@ -247,7 +247,7 @@ async fn read_campaign(
     responses(
         (status = 200, description = "The campaign as patched. Grants made before keep their terms.", body = Campaign),
         (status = 400, description = "A bad field, or a change of `code` or `kind`, naming it.", body = crate::error::ErrorBody, example = json!({"code": 400, "message": "kind: cannot be changed"})),
-        (status = 403, description = "The role may not (403), or the operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
+        (status = 403, description = "The operator's `bonuses` flag is off (code 121).", body = crate::error::ErrorBody, example = json!({"code": 121, "message": "bonuses is disabled for this operator"})),
         (status = 404, description = "No campaign by that code at the operator.", body = crate::error::ErrorBody, example = json!({"code": 404, "message": "no such bonus campaign"})),
     ))]
 async fn patch_campaign(
