@@ -395,3 +395,26 @@ async fn a_bad_game_or_category_is_a_400_naming_it(pool: PgPool) {
         as_admin(&server, Method::PUT, &longest, Some(&json!({"category": "slots"}))).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+#[sqlx::test]
+async fn a_change_whose_notification_was_lost_is_found_by_comparing_revisions(pool: PgPool) {
+    let freshness = wallet::operators::registry::Freshness {
+        refresh_every: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let server = TestServer::start_fresh(pool.clone(), freshness).await;
+    // The trigger is skipped, so nothing is notified; the revision is bumped by hand.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO games (operator_id, game, category) VALUES (1, 'quiet', 'slots')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO game_catalog_revisions (operator_id, revision) VALUES (1, 1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    wait_for(|| &*server.state.games.category(DEFAULT_OPERATOR, Some("quiet")) == "slots", "the safety net")
+        .await;
+}
