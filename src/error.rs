@@ -53,6 +53,8 @@ pub enum AppError {
     KeyNotFound,
     #[error("no such staff member")]
     StaffNotFound,
+    #[error("no such bonus campaign")]
+    CampaignNotFound,
     /// A console request whose CSRF token is missing or is not its session's.
     #[error("missing or wrong CSRF token: reload the console")]
     CsrfRefused,
@@ -117,7 +119,8 @@ impl AppError {
             | AppError::OperatorNotFound
             | AppError::KeyNotFound
             | AppError::StaffNotFound
-            | AppError::BonusNotFound => StatusCode::NOT_FOUND,
+            | AppError::BonusNotFound
+            | AppError::CampaignNotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden | AppError::CsrfRefused => StatusCode::FORBIDDEN,
             AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -7,6 +7,7 @@
 //! - [`players`]: the back office: players, deposits, withdrawals, history.
 //! - [`accounts`]: player accounts: registration, login sessions, the
 //!   player's own API and cashier, KYC tiers.
+//! - [`catalog`]: the game catalog and bonus campaigns.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
 //! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`openapi`]: the OpenAPI document of every route, and its reference page.
@@ -17,6 +18,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bonus;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Every operator, in memory, kept fresh by LISTEN/NOTIFY.
     pub operators: Arc<operators::registry::Registry>,
+    /// Every operator's game catalog, in memory, kept fresh by LISTEN/NOTIFY.
+    pub games: Arc<catalog::Games>,
     /// Where provider requests with actions go to be committed.
     pub committer: Arc<ledger::group::GroupCommitter>,
     /// Rate limits, in-flight cap and request timeout of this instance.
@@ -94,7 +98,8 @@ impl AppState {
 
     /// The one place the state is put together and the group-commit loops
     /// started: `shards` of them, or [`ledger::group::default_shards`].
-    /// Also loads every operator and starts listening for their changes.
+    /// Also loads every operator and game catalog and starts listening for
+    /// their changes.
     pub async fn build(
         pool: PgPool,
         hmac_secrets: &[String],
@@ -104,6 +109,7 @@ impl AppState {
         freshness: Freshness,
     ) -> AppState {
         let operators = operators::registry::Registry::start(pool.clone(), hmac_secrets, freshness).await;
+        let games = catalog::Games::start(pool.clone(), freshness.refresh_every).await;
         let shards =
             shards.unwrap_or_else(|| ledger::group::default_shards(pool.options().get_max_connections()));
         let committer =
@@ -114,6 +120,7 @@ impl AppState {
             signing: Arc::new(SigningKeys::new(hmac_secrets)),
             admin_token: admin_token.into(),
             operators,
+            games,
             limits: Arc::new(Limits::new(protection)),
             passwords: accounts::password::Passwords::new(accounts::password::Passwords::default_workers()),
         }
@@ -185,6 +192,7 @@ pub fn back_office() -> staff::BackOffice {
         .merge(operators::back_office())
         .merge(staff::routes())
         .merge(audit::routes())
+        .merge(catalog::routes())
 }
 
 /// A handler panicked: 500 in the contract's shape; the cause goes to the log.

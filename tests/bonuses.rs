@@ -357,3 +357,44 @@ async fn the_sweeper_ends_bonuses_past_their_end_and_a_player_may_forfeit_theirs
     assert_eq!(audited(&server, "bonus.forfeit").await.len(), 1);
     assert_reconciles(&pool).await;
 }
+
+#[sqlx::test]
+async fn a_stake_counts_toward_wagering_at_its_games_category_weight(pool: PgPool) {
+    let server = TestServer::start(pool.clone()).await;
+    let (user_id, token, secret) = setup(&server, &pool).await;
+    let (status, filed) = server
+        .send(
+            Method::PUT,
+            "/v1/games/slots",
+            Some(ADMIN_TOKEN),
+            &BLUESTAR,
+            Some(&json!({"category": "table"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{filed}");
+    let (status, paid) =
+        deposit(&server, &token, "d", json!({"amount": 1000, "bonus_code": "WELCOME"})).await;
+    assert_eq!(status, 201, "{paid}");
+    // Every instance sees a filing within a second.
+    let operator: i16 = sqlx::query_scalar("SELECT id FROM operators WHERE code = 'bluestar'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if server.state.games.category(operator, Some("slots")).as_ref() == "table" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // `slots` is filed under `table`, which weighs 10%: 1,055 adds 105.
+    let (status, body) = play(&server, &secret, &user_id, vec![bet(id(), 1055)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bonuses(&server, &token).await[0]["wagered"], 105);
+    // An unfiled game is `other`, which weighs 100%.
+    let other = json!({"user_id": user_id, "currency": "GBP", "game": "crash", "game_id": "r9",
+                       "actions": [bet(id(), 100)]});
+    let (status, body) = server.process_at(BLUESTAR_PROCESS, &secret, &other).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bonuses(&server, &token).await[0]["wagered"], 205);
+    assert_reconciles(&pool).await;
+}

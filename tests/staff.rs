@@ -50,6 +50,7 @@ fn concrete(path: &str) -> String {
         .replace("{key_id}", "0193a0a0-0000-7000-8000-000000000000")
         .replace("{staff_id}", "0193a0a0-0000-7000-8000-000000000000")
         .replace("{run_id}", "1")
+        .replace("{game}", "walk%3Agame")
 }
 
 /// Who may call each back-office route, written out from API.md §7 on its
@@ -74,6 +75,11 @@ fn contract_allows(method: &str, path: &str, role: Role, platform: bool) -> bool
         (_, p) if p.starts_with("/v1/reports/") => (&[Admin, Finance, Analyst], false),
         (_, p) if p.starts_with("/v1/audit") => (&[Admin, Compliance], false),
         (_, p) if p.starts_with("/v1/staff") => (&[Admin], false),
+        // §10: a player's bonuses are read with the player; only admins grant one.
+        ("GET", "/v1/players/{user_id}/bonuses") => (READERS, false),
+        ("POST", "/v1/players/{user_id}/bonuses") => (&[Admin], false),
+        // §10: the game catalog and bonus campaigns.
+        (_, p) if p.starts_with("/v1/games") || p.starts_with("/v1/bonus/campaigns") => (&[Admin], false),
         (_, p) if p.starts_with("/v1/operators") || p.starts_with("/v1/admin/reconciliation") => {
             (&[Admin], true)
         }

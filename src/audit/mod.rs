@@ -87,11 +87,14 @@ pub enum Action {
     AuthLoginFailed,
     BonusGrant,
     BonusForfeit,
+    GameCategory,
+    CampaignCreate,
+    CampaignUpdate,
 }
 
 impl Action {
     /// Every action, in the order docs/API.md lists them.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 21] = [
         Action::PlayerCreate,
         Action::PlayerStatus,
         Action::PlayerDeposit,
@@ -110,6 +113,9 @@ impl Action {
         Action::AuthLoginFailed,
         Action::BonusGrant,
         Action::BonusForfeit,
+        Action::GameCategory,
+        Action::CampaignCreate,
+        Action::CampaignUpdate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +138,9 @@ impl Action {
             Action::AuthLoginFailed => "auth.login_failed",
             Action::BonusGrant => "bonus.grant",
             Action::BonusForfeit => "bonus.forfeit",
+            Action::GameCategory => "game.category",
+            Action::CampaignCreate => "campaign.create",
+            Action::CampaignUpdate => "campaign.update",
         }
     }
 }

@@ -74,7 +74,8 @@ async fn process(
     }
     ops::metrics::record_actions(&batch);
     let game_id = batch.game_id.clone();
-    let category = Arc::from("other");
+    // The game's category weighs its stakes toward an active bonus's wagering.
+    let category = state.games.category(tenant.id, batch.game.as_deref());
     let submission = Submission { operator: tenant.id, policy: tenant.policy.clone(), category, batch };
     let receipt = state.committer.submit(submission).await?;
     Ok(Json(ProcessResponse::new(game_id, receipt)).into_response())

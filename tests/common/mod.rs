@@ -218,6 +218,9 @@ pub async fn snapshot(pool: &PgPool) -> Value {
         ("accounts", "player_id"),
         ("player_sessions", "session_id"),
         ("login_failures", "operator_id, email_key"),
+        ("games", "operator_id, game"),
+        ("game_catalog_revisions", "operator_id"),
+        ("bonus_campaigns", "id"),
     ] {
         let rows: Option<Value> =
             sqlx::query_scalar(&format!("SELECT json_agg(t ORDER BY {order}) FROM {table} t"))

@@ -765,7 +765,7 @@ function chart(rows) {
 
 // ---------------------------------------------------------------- audit
 
-const ACTIONS = ["player.create", "player.status", "player.deposit", "player.withdrawal", "player.kyc", "player.limits", "player.exclusion", "operator.create", "operator.update", "provider_key.create", "provider_key.revoke", "staff.create", "staff.delete", "staff.password", "auth.login", "auth.login_failed"];
+const ACTIONS = ["player.create", "player.status", "player.deposit", "player.withdrawal", "player.kyc", "player.limits", "player.exclusion", "operator.create", "operator.update", "provider_key.create", "provider_key.revoke", "staff.create", "staff.delete", "staff.password", "auth.login", "auth.login_failed", "game.category", "campaign.create", "campaign.update"];
 
 function auditPage() {
   const verify = h("section", { class: "card wide", id: "audit-verify" }, h("p", { class: "loading", role: "status" }, "Verifying the chain…"));
