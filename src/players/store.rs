@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Origin};
 use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
+use crate::events::{self, Event, StatusEvent};
 use crate::ledger::limits::Counted;
 use crate::ledger::process::lock_players;
 use crate::ledger::rules::{apply_change, Refusal};
@@ -133,6 +134,8 @@ pub async fn set_status(
             .before(json!({"status": in_force.as_str()}))
             .after(json!({"status": status.as_str()}));
         audit::record(&mut tx, &entry).await?;
+        let event = Event::Status(StatusEvent { status, status_until: None });
+        events::log(&mut tx, old.id, old.now, &event).await?;
     }
     let view = find_player(&mut *tx, operator, user_id).await?;
     tx.commit().await?;
