@@ -192,7 +192,7 @@ pub async fn run(args: BenchEventsArgs) -> anyhow::Result<bool> {
     let show = |label: &str, histogram: &Histogram<u64>| {
         let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
         println!(
-            "  {label:26} n {:6}  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
+            "  {label:28} n {:6}  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
             histogram.len(),
             ms(0.5),
             ms(0.99),
