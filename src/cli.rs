@@ -54,6 +54,9 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// Drive a running service with signed provider load and check that money is conserved.
     Bench(crate::tools::bench::BenchArgs),
+    /// Hold many players' event streams open on a running service while bets run, and measure
+    /// its memory and each bet's event delay.
+    BenchEvents(crate::tools::bench_events::BenchEventsArgs),
     /// Create funded players `<prefix>1` … `<prefix>N` in bulk (idempotent).
     Seed(SeedArgs),
     /// Play rounds over signed HTTP and check the RTP reports to the cent.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
                 crate::ops::reconcile::run(&args.database.database_url, args.json).await
             }
             Command::Bench(args) => crate::tools::bench::run(args).await,
+            Command::BenchEvents(args) => crate::tools::bench_events::run(args).await,
             Command::Seed(args) => crate::tools::seed::run(args).await.map(|()| true),
             Command::Simulate(args) => crate::tools::simulate::run(args).await.map(|()| true),
             Command::SeedLedger(args) => crate::tools::seed_ledger::run(args).await.map(|()| true),
@@ -130,6 +134,7 @@ impl Command {
             Command::Migrate(args) | Command::Summarize(args) => Some(&args.database_url),
             Command::Reconcile(args) => Some(&args.database.database_url),
             Command::Seed(args) => Some(&args.database.database_url),
+            Command::BenchEvents(args) => Some(&args.database.database_url),
             Command::SeedLedger(args) => Some(&args.database.database_url),
             Command::Bench(_) | Command::Simulate(_) | Command::Healthcheck(_) => None,
         }

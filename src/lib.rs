@@ -9,6 +9,7 @@
 //!   player's own API and cashier, KYC tiers.
 //! - [`catalog`]: the game catalog and bonus campaigns.
 //! - [`reports`]: return-to-player reports over the RTP rollups.
+//! - [`events`]: the per-player event log and its live streams (SSE, WebSocket).
 //! - [`audit`]: the tamper-evident trail of every change, hash-chained.
 //! - [`openapi`]: the OpenAPI document of every route, and its reference page.
 //! - [`console`]: the back-office web console at `/console/`.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod ledger;
 pub mod openapi;
@@ -72,6 +74,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The bounded workers that hash and verify player passwords.
     pub passwords: accounts::password::Passwords,
+    /// The player event streams of this instance, fed by one LISTEN.
+    pub events: Arc<events::Hub>,
 }
 
 impl AppState {
@@ -114,7 +118,9 @@ impl AppState {
             shards.unwrap_or_else(|| ledger::group::default_shards(pool.options().get_max_connections()));
         let committer =
             Arc::new(ledger::group::GroupCommitter::start(pool.clone(), shards, ledger::group::MAX_GROUP));
+        let events = events::Hub::start(pool.clone(), events::hub::BUFFER).await;
         AppState {
+            events,
             committer,
             pool,
             signing: Arc::new(SigningKeys::new(hmac_secrets)),
@@ -147,6 +153,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(protected)
         .merge(unprotected_routes().into_router())
+        // Streams last as long as their clients stay: outside the request
+        // timeout and the in-flight cap, bounded by the connection cap.
+        .merge(accounts::streams::routes().into_router())
         .fallback(http::route_not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -176,6 +185,7 @@ pub fn unprotected_routes() -> http::Routes {
 /// document must describe (`tests/openapi.rs`).
 pub fn endpoints(state: &AppState) -> Vec<http::Endpoint> {
     let mut all = public_routes(state).endpoints().to_vec();
+    all.extend(accounts::streams::routes().endpoints().iter().cloned());
     all.extend(back_office().endpoints());
     all.extend(unprotected_routes().endpoints().iter().cloned());
     all
@@ -213,6 +223,14 @@ pub async fn prepare_database(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pool of one connection of its own for a `LISTEN`: a listener holds its
+/// connection for as long as it listens, and three of them (operators, the
+/// game catalog, player events) would otherwise take three connections of
+/// `pool` away from requests for good. Connects when first used.
+pub fn listening_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new().max_connections(1).connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// Connects the pool the service runs on.
 ///
 /// JIT compilation is off for its sessions: every statement here is short,
@@ -241,6 +259,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     bonus::start_sweeper(pool.clone());
     reports::summary::spawn_maintenance(pool.clone());
     audit::store::spawn_sealer(pool.clone());
+    events::hub::spawn_purge(pool.clone());
 
     let listener = TcpListener::bind(settings.addr)
         .await
@@ -248,7 +267,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = AppState::from_settings(pool.clone(), &settings).await;
     ops::limits::spawn_maintenance(state.limits.clone());
     tracing::info!(addr = %listener.local_addr()?, pool_size = settings.pool_size, "wallet listening");
-    server::serve(listener, app(state), settings.connections, shutdown_signal()).await?;
+    // At the signal, the event streams end too, so that their connections
+    // can close instead of holding the shutdown for the drain timeout.
+    let streams = state.events.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        streams.close();
+    };
+    server::serve(listener, app(state), settings.connections, shutdown).await?;
     // Every request answered 200 committed before it was answered; the ones
     // still running when the signal came have now finished too.
     tracing::info!("stopped accepting; requests in flight finished; closing the pool");

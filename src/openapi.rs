@@ -69,6 +69,8 @@ use crate::http::Routes;
         crate::bonus::forfeit_mine,
         crate::bonus::player_bonuses,
         crate::bonus::grant,
+        crate::accounts::streams::events,
+        crate::accounts::streams::ws,
         crate::responsible::my_limits,
         crate::responsible::set_my_limits,
         crate::responsible::time_out,
@@ -113,7 +115,7 @@ use crate::http::Routes;
         reference_file,
     ),
     // Schemas that answer types (`IntoResponses`) refer to without registering them.
-    components(schemas(crate::error::ErrorBody, crate::responsible::PendingView, crate::responsible::store::StatusView)),
+    components(schemas(crate::error::ErrorBody, crate::events::BalanceEvent, crate::events::BonusEvent, crate::events::StatusEvent, crate::responsible::PendingView, crate::responsible::store::StatusView)),
     modifiers(&Surface),
     tags(
         (name = "provider", description = "HMAC-signed batches of bets, wins and rollbacks (docs/API.md §1)."),

@@ -15,6 +15,7 @@ pub mod fields;
 pub mod lockout;
 pub mod password;
 pub mod store;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -84,8 +85,25 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers).map(str::to_owned);
+        PlayerSession::presenting(parts, state, token.as_deref()).await
+    }
+}
+
+impl PlayerSession {
+    /// The session of `token` (none: 401), for the operator `parts` resolve
+    /// to: for routes that also take the token from elsewhere than the
+    /// `Authorization` header (a browser's WebSocket cannot set it).
+    pub async fn presenting<S: Send + Sync>(
+        parts: &mut Parts,
+        state: &S,
+        token: Option<&str>,
+    ) -> Result<Self, AppError>
+    where
+        AppState: FromRef<S>,
+    {
         let TenantOf(tenant) = TenantOf::from_request_parts(parts, state).await?;
-        let token = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let token = token.ok_or(AppError::Unauthorized)?;
         let pool = AppState::from_ref(state).pool;
         let idle = tenant.document.rules.session_idle_minutes;
         match store::authenticate(&pool, tenant.id, &token_hash(token), idle).await? {

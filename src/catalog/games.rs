@@ -253,7 +253,7 @@ async fn listen(games: Weak<Games>, mut listening: Option<PgListener>) {
 }
 
 async fn connect_listener(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let mut listener = PgListener::connect_with(&crate::listening_pool(pool)).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

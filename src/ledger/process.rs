@@ -28,7 +28,6 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use serde_json::json;
 use sqlx::types::Json;
 
 use super::bonus::{ActiveBonus, Round, Split};
@@ -37,6 +36,7 @@ use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
 use super::{Action, Batch, Submission};
 use crate::domain::{Amount, Currency, EntryKind, UserId};
 use crate::error::{is_retryable, AppError, AppResult};
+use crate::events::{BalanceEvent, BonusEvent, Event};
 
 /// A balance lookup: the request carried no actions.
 pub async fn balance_of(
@@ -563,29 +563,37 @@ impl EventColumns {
         let player = &wallet.player;
         if let Some(last) = wallet.effects.entries.last() {
             let bonus = player.bonus.as_ref().map_or(0, |b| b.balance);
-            self.push(
-                player.id,
-                "balance",
-                json!({"cash": player.balance, "bonus": bonus, "total": wallet.total(), "tx_id": last.tx_id}),
-            );
+            let total = wallet.total();
+            let balance = BalanceEvent { cash: player.balance, bonus, total, tx_id: last.tx_id };
+            self.push(player.id, &Event::Balance(balance));
         }
         if !wallet.effects.bonus_touched {
             return;
         }
-        let body = match (&player.bonus, wallet.effects.ended.last()) {
-            (Some(b), _) => json!({"bonus_id": b.bonus_id, "status": "active", "balance": b.balance,
-                                   "wagered": b.wagered, "required": b.required}),
-            (None, Some(x)) => json!({"bonus_id": x.bonus_id, "status": x.status, "balance": 0,
-                                      "wagered": x.wagered, "required": x.required}),
+        let event = match (&player.bonus, wallet.effects.ended.last()) {
+            (Some(b), _) => BonusEvent {
+                bonus_id: b.bonus_id,
+                status: "active".into(),
+                balance: b.balance,
+                wagered: b.wagered,
+                required: b.required,
+            },
+            (None, Some(x)) => BonusEvent {
+                bonus_id: x.bonus_id,
+                status: x.status.as_str().into(),
+                balance: 0,
+                wagered: x.wagered,
+                required: x.required,
+            },
             (None, None) => return,
         };
-        self.push(player.id, "bonus", body);
+        self.push(player.id, &Event::Bonus(event));
     }
 
-    fn push(&mut self, player_id: i64, kind: &'static str, body: serde_json::Value) {
+    fn push(&mut self, player_id: i64, event: &Event) {
         self.player_id.push(player_id);
-        self.kind.push(kind);
-        self.body.push(body.to_string());
+        self.kind.push(event.kind());
+        self.body.push(event.body().map_or_else(|_| "{}".to_owned(), |body| body.to_string()));
     }
 }
 

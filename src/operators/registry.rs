@@ -348,7 +348,7 @@ async fn listen(registry: std::sync::Weak<Registry>, mut listening: Option<PgLis
 }
 
 async fn connect_listener(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let mut listener = PgListener::connect_with(&crate::listening_pool(pool)).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

@@ -32,6 +32,13 @@ pub const GROUP_SIZE: &str = "wallet_coalesced_group_size";
 /// `wallet_tenant_config_loads_total{operator}`: operator configurations this
 /// instance read from the database (at start, after a change, after expiry).
 pub const TENANT_LOADS: &str = "wallet_tenant_config_loads_total";
+/// `wallet_events_delivered_total`: events handed to a player's stream on this instance.
+pub const EVENTS_DELIVERED: &str = "wallet_events_delivered_total";
+/// `wallet_event_streams_dropped_total`: streams ended because their client
+/// fell a whole buffer behind.
+pub const EVENT_STREAMS_DROPPED: &str = "wallet_event_streams_dropped_total";
+/// `wallet_event_streams`: event streams (SSE and WebSocket) open on this instance.
+pub const EVENT_STREAMS: &str = "wallet_event_streams";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -118,6 +125,24 @@ pub fn record_group_size(n: usize) {
 /// One operator's configuration was read from the database.
 pub fn record_tenant_load(operator: &str) {
     metrics::counter!(TENANT_LOADS, "operator" => operator.to_owned()).increment(1);
+}
+
+/// What one delivery of player events did: events handed to streams, and
+/// streams dropped for being full.
+pub fn record_event_deliveries(delivered: u64, dropped: u64) {
+    if delivered > 0 {
+        metrics::counter!(EVENTS_DELIVERED).increment(delivered);
+    }
+    if dropped > 0 {
+        metrics::counter!(EVENT_STREAMS_DROPPED).increment(dropped);
+    }
+}
+
+/// Event streams opened (positive) or ended (negative).
+pub fn record_event_streams(change: f64) {
+    if change != 0.0 {
+        metrics::gauge!(EVENT_STREAMS).increment(change);
+    }
 }
 
 /// Requests in flight: incremented on creation, decremented when dropped, so

@@ -13,6 +13,7 @@ use crate::audit::{self, Action, Origin};
 use crate::bonus::store::{self as bonuses, BonusView, Earned};
 use crate::domain::{Amount, Currency, EntryKind, PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
+use crate::events::{self, BalanceEvent, Event, StatusEvent};
 use crate::ledger::limits::Counted;
 use crate::ledger::process::lock_players;
 use crate::ledger::rules::{apply_change, Refusal};
@@ -134,6 +135,8 @@ pub async fn set_status(
             .before(json!({"status": in_force.as_str()}))
             .after(json!({"status": status.as_str()}));
         audit::record(&mut tx, &entry).await?;
+        let event = Event::Status(StatusEvent { status, status_until: None });
+        events::log(&mut tx, old.id, old.now, &event).await?;
     }
     let view = find_player(&mut *tx, operator, user_id).await?;
     tx.commit().await?;
@@ -300,8 +303,14 @@ pub async fn move_money(
     let mut payment = Payment { tx_id: Uuid::now_v7(), balance: balance_after, bonus: None };
     let seq = player.last_seq + 1;
     let bonus_balance = player.bonus.as_ref().map_or(0, |b| b.balance);
-    let event = json!({"cash": balance_after, "bonus": bonus_balance, "total": balance_after + bonus_balance,
-                       "tx_id": payment.tx_id});
+    let event = Event::Balance(BalanceEvent {
+        cash: balance_after,
+        bonus: bonus_balance,
+        total: balance_after + bonus_balance,
+        tx_id: payment.tx_id,
+    })
+    .body()
+    .map_err(AppError::internal)?;
     // A limited player's counters as they now stand (changed only by an own
     // deposit, and written back whole: they were read under this lock).
     let counters = player.guard.as_ref().map_or([None; 3], |g| g.usage);

@@ -1,7 +1,8 @@
 //! Limits, time-outs and self-exclusions in SQL. Every change takes the
 //! player's row lock first, as the hot path and the cashier do, so no bet or
 //! payment in flight is judged by a half-made change; every change writes
-//! its audit entry in its own transaction.
+//! its audit entry and its player event (`status`, `limits`) in its own
+//! transaction, under that lock.
 
 use std::collections::HashMap;
 
@@ -16,6 +17,7 @@ use super::{Exclusion, Request, Who};
 use crate::audit::{self, Action, Origin};
 use crate::domain::{PlayerStatus, UserId};
 use crate::error::{AppError, AppResult};
+use crate::events::{self, Event, StatusEvent};
 use crate::ledger::limits::{Guard, Limit, LimitKind, Period, Usage};
 use crate::ledger::process::lock_players;
 use crate::ledger::rules::{Player, Refusal};
@@ -160,6 +162,8 @@ pub async fn set_limits(
         .before(Value::Object(before))
         .after(Value::Object(after));
     audit::record(&mut tx, &entry).await?;
+    let shown = serde_json::to_value(super::view(&guard, zone, now)).map_err(AppError::internal)?;
+    events::log(&mut tx, player.id, now, &Event::Limits(shown)).await?;
     tx.commit().await?;
     Ok((guard, now))
 }
@@ -275,6 +279,8 @@ pub async fn exclude(
         .before(json!({"status": in_force.as_str(), "status_until": player.status_until}))
         .after(json!({"status": status.as_str(), "status_until": until}));
     audit::record(&mut tx, &entry).await?;
+    let event = Event::Status(StatusEvent { status, status_until: until });
+    events::log(&mut tx, player.id, now, &event).await?;
     tx.commit().await?;
     Ok(StatusView { status: status.as_str(), status_until: until })
 }

@@ -7,6 +7,8 @@
 //! - `seed_ledger`: months of history written in bulk, for report benchmarks.
 //! - `bench`: the load generator (signed provider traffic, HDR latencies,
 //!   money conservation).
+//! - `bench_events`: many players' event streams held open while bets run:
+//!   the service's memory, and each bet's event delay.
 //!
 //! Here too: [`connect_existing`], how a tool opens the wallet database it
 //! works on, and the errors a person meets doing so.
@@ -19,6 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres};
 
 pub mod bench;
+pub mod bench_events;
 pub mod seed;
 pub mod seed_ledger;
 pub mod simulate;
