@@ -226,9 +226,13 @@ pub async fn prepare_database(database_url: &str) -> anyhow::Result<()> {
 /// A pool of one connection of its own for a `LISTEN`: a listener holds its
 /// connection for as long as it listens, and three of them (operators, the
 /// game catalog, player events) would otherwise take three connections of
-/// `pool` away from requests for good. Connects when first used.
+/// `pool` away from requests for good. Connects when first used, and gives
+/// up as soon as `pool` would.
 pub fn listening_pool(pool: &PgPool) -> PgPool {
-    PgPoolOptions::new().max_connections(1).connect_lazy_with((*pool.connect_options()).clone())
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with((*pool.connect_options()).clone())
 }
 
 /// Connects the pool the service runs on.

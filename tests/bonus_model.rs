@@ -669,7 +669,14 @@ impl Harness {
                                 prop_assert_eq!((view.status.as_str(), view.balance), ("forfeited", 0));
                                 model.accounts[p].end(Status::Forfeited);
                             }
-                            (Err(code), Err(e)) => prop_assert_eq!(code, e.code(), "step {}: {:?}", n, step),
+                            (Err(code), Err(e)) => {
+                                prop_assert_eq!(code, e.code(), "step {}: {:?}", n, step);
+                                // A bonus past its end expires on the touch of a
+                                // forfeit of any of the player's grants.
+                                if code == 409 && model.accounts[p].bonus.is_some_and(|b| b.past_end) {
+                                    model.accounts[p].end(Status::Expired);
+                                }
+                            }
                             (expected, actual) => prop_assert!(
                                 false,
                                 "step {}: {:?}: model {:?}, service {:?}",

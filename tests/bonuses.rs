@@ -189,6 +189,7 @@ async fn the_worked_example_stakes_cash_first_splits_the_win_and_takes_back_a_ro
         "a bonus event after every change: {events:?}"
     );
     assert_eq!(audited(&server, "bonus.grant").await.len(), 1);
+    assert_eq!(audited(&server, "bonus.forfeit").await.len(), 1, "the withdrawal's forfeit is audited");
     assert_reconciles(&pool).await;
 }
 

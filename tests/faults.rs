@@ -755,3 +755,168 @@ async fn terminated_pool_connections_under_load_recover() {
 async fn sigterm_under_load_keeps_every_request_answered_200() {
     bounded(Fault::TerminateServer, 4).await;
 }
+
+// ---------------------------------------------------------------------------
+// kill -9 in the middle of a player's event stream.
+
+/// One Server-Sent Event as the stream sent it.
+#[derive(Debug, Clone, PartialEq)]
+struct Streamed {
+    id: i64,
+    kind: String,
+    data: Value,
+}
+
+/// Reads `GET /v1/me/events` (after `last`, if any) into `into` until the
+/// stream ends, as it does when the service dies.
+async fn follow_events(base: String, token: String, last: Option<i64>, into: Arc<Mutex<Vec<Streamed>>>) {
+    use futures::StreamExt;
+    let mut request = reqwest::Client::new()
+        .get(format!("{base}/v1/me/events"))
+        .bearer_auth(&token)
+        .header("x-operator", "default");
+    if let Some(last) = last {
+        request = request.header("last-event-id", last.to_string());
+    }
+    let Ok(response) = request.send().await else { return };
+    assert_eq!(response.status(), 200, "the stream opens");
+    let mut bytes = response.bytes_stream();
+    let mut pending = String::new();
+    while let Some(Ok(chunk)) = bytes.next().await {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let message: String = pending.drain(..end + 2).collect();
+            let (mut id, mut kind, mut data) = (None, String::new(), Value::Null);
+            for line in message.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(v).unwrap_or(Value::Null);
+                }
+            }
+            if let Some(id) = id {
+                into.lock().unwrap().push(Streamed { id, kind, data });
+            }
+        }
+    }
+}
+
+/// A registered player of `default` with cash: its user_id and a session token.
+async fn streaming_player(base: &str) -> (String, String) {
+    let client = client();
+    let registration = json!({"email": "ann@example.com", "password": "correct horse battery",
+                              "currency": "EUR", "country": "GB", "date_of_birth": "1990-05-17"});
+    let as_player = |path: &str, body: Value| {
+        let request = client.post(format!("{base}{path}")).header("x-operator", "default").json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let registered = as_player("/v1/auth/register", registration).await;
+    let user_id = registered["user_id"].as_str().expect("registered").to_owned();
+    let login =
+        as_player("/v1/auth/login", json!({"email": "ann@example.com", "password": "correct horse battery"}))
+            .await;
+    let token = login["token"].as_str().expect("a session").to_owned();
+    let deposit = client
+        .post(format!("{base}/v1/players/{user_id}/deposits"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("idempotency-key", "stream-opening")
+        .json(&json!({"amount": STARTING_BALANCE}))
+        .send()
+        .await
+        .unwrap();
+    assert!(deposit.status().is_success(), "{}", deposit.status());
+    (user_id, token)
+}
+
+async fn stream_scenario() {
+    const BETS: usize = 300;
+    let cluster = PrivatePostgres::init();
+    let database_url = cluster.url(DATABASE);
+    let mut server = Server::spawn(&database_url);
+    let base = format!("http://{}", server.addr);
+    let (user_id, token) = streaming_player(&base).await;
+    let db = connect(&database_url).await;
+
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let stream = tokio::spawn(follow_events(base.clone(), token.clone(), None, received.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Bets one after another; kill -9 once a third have been answered.
+    let bets: Vec<ProviderRequest> = (0..BETS)
+        .map(|n| {
+            let body = json!({"user_id": user_id, "currency": "EUR", "game": "faults:stream",
+                              "game_id": format!("s-{n}"),
+                              "actions": [{"action": "bet", "action_id": Uuid::new_v4(), "amount": 1}]});
+            ProviderRequest { body: body.to_string() }
+        })
+        .collect();
+    let client = client();
+    let mut answered = 0;
+    for bet in &bets {
+        let (status, _) = send(&client, &base, bet).await;
+        if status == "200" {
+            answered += 1;
+        }
+        if answered == BETS / 3 {
+            server.signal("KILL");
+            server.wait_for_exit(Duration::from_secs(10));
+            break;
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), stream)
+        .await
+        .expect("the stream ends with the process")
+        .unwrap();
+    let before_kill = received.lock().unwrap().clone();
+    println!("{} events received before kill -9", before_kill.len());
+
+    // A fresh process; the client resumes from the last id it received,
+    // while the rest of the bets land.
+    drop(server);
+    let server = Server::spawn(&database_url);
+    let base = format!("http://{}", server.addr);
+    let last = before_kill.last().map(|e| e.id);
+    let resumed = Arc::new(Mutex::new(Vec::new()));
+    let stream = tokio::spawn(follow_events(base.clone(), token.clone(), last, resumed.clone()));
+    for bet in &bets {
+        let (status, _) = send(&client, &base, bet).await;
+        assert_eq!(status, "200", "after the restart every bet (or its replay) is answered");
+    }
+    let committed: Vec<i64> = sqlx::query_scalar(
+        "SELECT e.id FROM player_events e JOIN players p ON p.id = e.player_id
+         WHERE p.user_id = $1 ORDER BY e.id",
+    )
+    .bind(&user_id)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = before_kill.len() + resumed.lock().unwrap().len();
+        if got >= committed.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stream.abort();
+    let mut every: Vec<Streamed> = before_kill;
+    every.extend(resumed.lock().unwrap().iter().cloned());
+    let ids: Vec<i64> = every.iter().map(|e| e.id).collect();
+    assert_eq!(ids, committed, "every committed event exactly once, in order, across the kill");
+    let balances = every.iter().filter(|e| e.kind == "balance").count();
+    assert_eq!(balances, BETS + 1, "a balance event per bet and one for the opening deposit");
+    let last_cash = every.iter().rev().find(|e| e.kind == "balance").map(|e| e.data["cash"].clone());
+    assert_eq!(last_cash, Some(json!(STARTING_BALANCE - BETS as i64)));
+    db.close().await;
+    drop(server);
+    assert_reconciles(&database_url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts processes; run with scripts/fault-tests"]
+async fn kill_9_mid_stream_then_resume_by_last_event_id_loses_no_event() {
+    tokio::time::timeout(TEST_DEADLINE, stream_scenario())
+        .await
+        .expect("the fault test finished within its deadline");
+}

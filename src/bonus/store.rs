@@ -211,7 +211,10 @@ pub async fn forfeit(
     let player_id = player.id;
     let owned = views(&mut tx, Some(player_id), None).await?;
     let before = owned.into_iter().find(|b| b.bonus_id == bonus_id).ok_or(AppError::BonusNotFound)?;
-    if player.bonus.as_ref().map(|b| b.bonus_id) != Some(bonus_id) || before.status != "active" {
+    // A bonus past its end expires on this touch, as on any other, whatever the answer.
+    let player = settle(&mut tx, player, locked.now, false).await?;
+    if player.bonus.as_ref().map(|b| b.bonus_id) != Some(bonus_id) {
+        tx.commit().await?;
         return Err(AppError::Conflict(format!("the bonus is {}, not active", before.status)));
     }
     settle(&mut tx, player, locked.now, true).await?;

@@ -276,6 +276,8 @@ pub async fn move_money(
     if own_withdrawal && !forfeit && player.bonus.as_ref().is_some_and(|b| !b.expired_at(now)) {
         return Err(AppError::BonusBlocksWithdrawal);
     }
+    let given_up =
+        player.bonus.as_ref().filter(|b| forfeit && !b.expired_at(now)).map(|b| (b.bonus_id, b.balance));
     let mut player = bonuses::settle(&mut tx, player, now, forfeit).await?;
     let cash_before = player.balance;
     let own_deposit = match requester {
@@ -381,6 +383,14 @@ pub async fn move_money(
         .after(json!({"amount": amount, "tx_id": payment.tx_id, "balance": balance_after,
                       "idempotency_key": idempotency_key}));
     audit::record(&mut tx, &entry).await?;
+    if let Some((bonus_id, balance)) = given_up {
+        let entry = origin
+            .entry(Some(operator), Action::BonusForfeit, audit::target("player", user_id))
+            .before(json!({"bonus_id": bonus_id, "status": "active", "balance": balance}))
+            .after(json!({"bonus_id": bonus_id, "status": "forfeited", "balance": 0,
+                          "withdrawal_tx_id": payment.tx_id}));
+        audit::record(&mut tx, &entry).await?;
+    }
     tx.commit().await?;
     Ok((payment, false))
 }
