@@ -1,9 +1,18 @@
 //! The tools (`seed`, `seed-ledger`, `summarize`) open only a wallet database
 //! that exists: a wrong URL is named, never silently made into a new wallet.
+//! `seed --bonuses` and `simulate --bonuses` leave a wallet that reconciles.
 
+mod common;
+
+use common::*;
+use serde_json::json;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
+use wallet::domain::{Currency, DEFAULT_OPERATOR};
+use wallet::ops::reconcile::reconcile;
+use wallet::tools::seed::{seed_bonuses, seed_players};
+use wallet::tools::simulate::SimulateArgs;
 use wallet::tools::{connect_existing, DatabaseMissing, DatabaseUnreachable, NotAWalletDatabase};
 
 /// A URL on the test server naming a database that does not exist yet.
@@ -83,4 +92,80 @@ async fn an_unreachable_server_is_named_by_host_and_port_without_the_password() 
     assert_eq!(unreachable.server, "127.0.0.1:1");
     assert_eq!(error.to_string(), "cannot reach PostgreSQL at 127.0.0.1:1 — is it running? set DATABASE_URL");
     assert!(!format!("{error:#} {error:?}").contains("hunter2"), "{error:?}");
+}
+
+#[sqlx::test]
+async fn seeded_bonuses_are_active_grants_that_reconcile_and_a_bet_plays_with_them(pool: PgPool) {
+    let usd = Currency::try_from("USD".to_string()).unwrap();
+    assert_eq!(seed_players(&pool, DEFAULT_OPERATOR, "P", 50, 1_000, &usd).await.unwrap(), 50);
+
+    assert_eq!(seed_bonuses(&pool, DEFAULT_OPERATOR, "P", 50, 5_000).await.unwrap(), 50);
+    assert_eq!(
+        seed_bonuses(&pool, DEFAULT_OPERATOR, "P", 50, 5_000).await.unwrap(),
+        0,
+        "seeding again gives no second bonus"
+    );
+
+    let report = reconcile(&pool).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let (active, on_wallets, grants): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM players WHERE (bonus).balance = 5000 AND bonus_rounds AND last_seq = 2),
+                (SELECT count(*) FROM players p JOIN bonus_grants g ON g.bonus_id = (p.bonus).bonus_id
+                 WHERE g.status = 'active' AND g.kind = 'manual' AND g.idempotency_key = 'seed'),
+                (SELECT count(*) FROM ledger WHERE kind = 'bonus_grant' AND bonus_change = 5000 AND seq = 2
+                 AND balance_before = 1000 AND balance_after = 1000)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((active, on_wallets, grants), (50, 50, 50));
+
+    // The provider sees cash + bonus; a stake past the cash takes the rest
+    // from the bonus and counts toward its wagering.
+    let server = TestServer::start(pool.clone()).await;
+    let (status, body) =
+        server.process(&json!({"user_id": "P7", "currency": "USD", "actions": [bet(id(), 1_500)]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["balance"], 1_000 + 5_000 - 1_500);
+    let (cash, bonus, wagered): (i64, i64, i64) =
+        sqlx::query_as("SELECT balance, (bonus).balance, (bonus).wagered FROM players WHERE user_id = 'P7'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((cash, bonus, wagered), (0, 4_500, 1_500));
+    let report = reconcile(&pool).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+#[sqlx::test]
+async fn simulated_players_with_bonuses_match_the_service_and_reconcile(pool: PgPool) {
+    let server = TestServer::start(pool.clone()).await;
+    let args = SimulateArgs {
+        players: 3,
+        rounds: 450,
+        concurrency: 3,
+        rtp: 0.95,
+        url: server.url(""),
+        secret: SECRET.to_string(),
+        admin_token: ADMIN_TOKEN.to_string(),
+        prefix: "sim".to_string(),
+        bonuses: true,
+    };
+
+    wallet::tools::simulate::run(args).await.unwrap();
+
+    let grants: Vec<(String, String)> =
+        sqlx::query_as("SELECT g.kind, g.status FROM bonus_grants g ORDER BY g.created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(grants.len(), 3, "{grants:?}");
+    assert!(
+        grants.iter().all(
+            |(kind, status)| kind == "deposit_match" && matches!(status.as_str(), "active" | "completed")
+        ),
+        "{grants:?}"
+    );
+    let report = reconcile(&pool).await.unwrap();
+    assert!(report.ok, "{report:?}");
 }

@@ -1,9 +1,11 @@
 //! Commands that fill a wallet with data and exercise it, for load tests,
 //! benchmarks and end-to-end checks of the reports.
 //!
-//! - `seed`: many funded players in one statement.
+//! - `seed`: many funded players in one statement (and, with `--bonuses`,
+//!   an active bonus for each in another).
 //! - `simulate`: a provider playing rounds over signed HTTP, reconciled
-//!   against the RTP reports.
+//!   against the RTP reports; with `--bonuses`, players who sign up, deposit
+//!   with a bonus code and play it through, checked against their balances.
 //! - `seed_ledger`: months of history written in bulk, for report benchmarks.
 //! - `bench`: the load generator (signed provider traffic, HDR latencies,
 //!   money conservation).

@@ -32,7 +32,16 @@ pub struct SeedArgs {
     /// reaches): how `scripts/bench-ab` measures what limits cost a bet.
     #[arg(long, value_name = "AMOUNT", num_args = 0..=1, default_missing_value = "1000000000000000")]
     pub limits: Option<i64>,
+    /// Give every player an active bonus of AMOUNT (a manual grant of the
+    /// campaign `SEED`, made if missing: every category weighs, no max bet,
+    /// 1,000× wagering so that no bench completes it, 30 days): how
+    /// `scripts/bench-ab` measures what an active bonus costs a bet.
+    #[arg(long, value_name = "AMOUNT")]
+    pub bonuses: Option<i64>,
 }
+
+/// The campaign `wallet seed --bonuses` grants from.
+pub const SEED_CAMPAIGN: &str = "SEED";
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let currency = Currency::try_from(args.currency).context("--currency")?;
@@ -57,6 +66,16 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let limited = seed_limits(&pool, operator, &args.prefix, args.players, amount.minor_units()).await?;
         println!("set 9 limits of {amount} on each of {limited} players in {:.2?}", started.elapsed());
+    }
+    if let Some(amount) = args.bonuses {
+        let amount = Amount::try_from(amount).context("--bonuses")?;
+        anyhow::ensure!(amount.minor_units() > 0, "--bonuses must be at least 1");
+        let started = Instant::now();
+        let granted = seed_bonuses(&pool, operator, &args.prefix, args.players, amount.minor_units()).await?;
+        println!(
+            "granted a bonus of {amount} ({SEED_CAMPAIGN}) to {granted} players in {:.2?}",
+            started.elapsed()
+        );
     }
     pool.close().await;
     Ok(())
@@ -162,4 +181,38 @@ async fn seed_limits(
     .await?;
     tx.commit().await?;
     Ok(ids.len())
+}
+
+/// Gives players `<prefix>1 … <prefix>n` who hold no bonus an active bonus
+/// of `amount` from the campaign [`SEED_CAMPAIGN`] (made if missing), as a
+/// staff grant would, in one statement; answers how many got one.
+pub async fn seed_bonuses(
+    pool: &sqlx::PgPool,
+    operator: i16,
+    prefix: &str,
+    n: i64,
+    amount: i64,
+) -> sqlx::Result<i64> {
+    let mut tx = pool.begin().await?;
+    // An existing SEED campaign keeps its terms: a grant is made with the
+    // terms as they stand, as `POST …/bonuses` does.
+    let campaign = sqlx::query_scalar!(
+        r#"INSERT INTO bonus_campaigns (operator_id, code, kind, match_percent, max_bonus, min_deposit,
+                                        wagering_multiplier, contributions, max_bet,
+                                        max_conversion_multiplier, valid_days)
+           VALUES ($1, $2, 'manual', 0, 0, 0, 1000, '{"other": 100, "slots": 100, "table": 10}',
+                   NULL, NULL, 30)
+           ON CONFLICT (operator_id, code) DO UPDATE SET code = excluded.code
+           RETURNING id"#,
+        operator,
+        SEED_CAMPAIGN,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let granted =
+        sqlx::query_file_scalar!("src/tools/seed_bonuses.sql", operator, prefix, n, campaign, amount)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(granted)
 }

@@ -7,6 +7,9 @@
 //! after the fact, some rollbacks arrive before their bet (the bet is then a
 //! late original), and some requests are sent twice. The run uses its own
 //! players and currency, so the reports for its window hold its rounds only.
+//!
+//! With `--bonuses`, players sign up, deposit with a bonus code and play
+//! until their bonus completes or they are bust instead (see [`bonuses`]).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -23,6 +26,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::provider::signature::sign;
+
+mod bonuses;
 
 /// Chance that a round wins; the payout is `rtp / WIN_CHANCE` times the bet.
 const WIN_CHANCE: f64 = 0.25;
@@ -62,6 +67,13 @@ pub struct SimulateArgs {
     /// Prefix of the user ids; a run tag is added so runs never share players.
     #[arg(long, default_value = "sim")]
     pub prefix: String,
+    /// Players register, log in, get KYC tier 2 and deposit with the code of
+    /// the `deposit_match` campaign SIMULATE of the operator `default` (made
+    /// if missing), then play until the bonus completes, they are bust or
+    /// they played their share of --rounds; their balances, bonuses and a
+    /// reconciliation run are then checked, instead of the RTP reports.
+    #[arg(long)]
+    pub bonuses: bool,
 }
 
 /// What the simulator itself sent and had accepted, per player.
@@ -238,6 +250,64 @@ impl Client {
         Ok(())
     }
 
+    /// A request of the operator `default` (a player's with `bearer` their
+    /// token, staff's with the admin token), retried on 429 and 5xx; answers
+    /// the status and the JSON body (`null` when there is none).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.url))
+                .header("X-Operator", "default");
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.with_context(|| format!("{method} {path}"))?;
+            let status = response.status();
+            if retryable(status) && attempt < 8 {
+                self.counts.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                continue;
+            }
+            let text = response.text().await?;
+            let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? };
+            return Ok((status, body));
+        }
+    }
+
+    /// [`Client::call`] that must answer `expected`; a `null` body sends none.
+    async fn expect(
+        &self,
+        expected: reqwest::StatusCode,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> anyhow::Result<Value> {
+        let (status, answer) =
+            self.call(method.clone(), path, bearer, headers, Some(body).filter(|b| !b.is_null())).await?;
+        if status != expected {
+            bail!("{method} {path} answered {status}, not {expected}: {answer}");
+        }
+        Ok(answer)
+    }
+
     async fn admin(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request.bearer_auth(&self.admin_token).send().await?;
         let status = response.status();
@@ -288,6 +358,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         counts: Counts::default(),
     });
     client.check_alive().await?;
+    if args.bonuses {
+        println!("run {tag}: bonuses, concurrency {}, target RTP {}", args.concurrency, args.rtp);
+        return bonuses::run(client, users, args.rounds, args.concurrency, args.rtp, currency).await;
+    }
 
     let per_player = args.rounds.div_ceil(args.players) as i64;
     let funding = (per_player + 1) * MAX_BET * 2;
