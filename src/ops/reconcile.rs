@@ -373,15 +373,20 @@ const CHECKS: &[Check] = &[
     },
     Check {
         name: "bonus_balance_equals_ledger_sum",
-        description: "every player who ever had a bonus holds, as the active bonus's balance \
-                      (0 with none), the sum of their ledger rows' bonus changes",
+        description: "every player holds, as the active bonus's balance (0 with none), the sum \
+                      of their ledger rows' bonus changes",
+        // One pass over the ledger's bonus rows, summed per player (a lookup
+        // per player probes every monthly partition: 15 s for 10,000 players).
         sql: r#"
+            WITH sums AS (
+                SELECT player_id, sum(bonus_change) AS bonus
+                FROM ledger WHERE bonus_change <> 0 GROUP BY player_id
+            )
             SELECT format('player %s: bonus balance %s, its ledger rows sum to %s',
-                          p.id, coalesce((p.bonus).balance, 0), l.bonus)
+                          p.id, coalesce((p.bonus).balance, 0), coalesce(l.bonus, 0))
             FROM players p
-            CROSS JOIN LATERAL (SELECT coalesce(sum(bonus_change), 0) AS bonus
-                                FROM ledger WHERE player_id = p.id) l
-            WHERE p.bonus_rounds AND coalesce((p.bonus).balance, 0) <> l.bonus"#,
+            LEFT JOIN sums l ON l.player_id = p.id
+            WHERE coalesce((p.bonus).balance, 0) <> coalesce(l.bonus, 0)"#,
     },
     Check {
         name: "active_bonus_is_its_grant",
