@@ -770,7 +770,6 @@ struct Streamed {
 /// Reads `GET /v1/me/events` (after `last`, if any) into `into` until the
 /// stream ends, as it does when the service dies.
 async fn follow_events(base: String, token: String, last: Option<i64>, into: Arc<Mutex<Vec<Streamed>>>) {
-    use futures::StreamExt;
     let mut request = reqwest::Client::new()
         .get(format!("{base}/v1/me/events"))
         .bearer_auth(&token)
@@ -778,11 +777,10 @@ async fn follow_events(base: String, token: String, last: Option<i64>, into: Arc
     if let Some(last) = last {
         request = request.header("last-event-id", last.to_string());
     }
-    let Ok(response) = request.send().await else { return };
+    let Ok(mut response) = request.send().await else { return };
     assert_eq!(response.status(), 200, "the stream opens");
-    let mut bytes = response.bytes_stream();
     let mut pending = String::new();
-    while let Some(Ok(chunk)) = bytes.next().await {
+    while let Ok(Some(chunk)) = response.chunk().await {
         pending.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = pending.find("\n\n") {
             let message: String = pending.drain(..end + 2).collect();
@@ -840,7 +838,8 @@ async fn stream_scenario() {
     let db = connect(&database_url).await;
 
     let received = Arc::new(Mutex::new(Vec::new()));
-    let stream = tokio::spawn(follow_events(base.clone(), token.clone(), None, received.clone()));
+    // From the start of the log: the opening deposit's event included.
+    let stream = tokio::spawn(follow_events(base.clone(), token.clone(), Some(0), received.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Bets one after another; kill -9 once a third have been answered.
     let bets: Vec<ProviderRequest> = (0..BETS)
