@@ -116,6 +116,8 @@ pub struct Ended {
     pub required: i64,
     pub converted: i64,
     pub forfeited: i64,
+    /// The player's last ledger seq once its end was written.
+    pub seq: i64,
 }
 
 /// Ends `bonus` with `status`: the ledger rows that empty its balance (a
@@ -165,6 +167,7 @@ pub fn end(
         required: bonus.required,
         converted,
         forfeited,
+        seq: last_seq + entries.len() as i64,
     };
     Ok((entries, ended, cash_after))
 }
@@ -208,7 +211,7 @@ mod tests {
     fn completion_converts_up_to_the_cap_and_forfeits_the_rest() {
         let (entries, ended, cash) = end(&bonus(700, Some(500)), Ending::Completed, 40, 9).unwrap();
         assert_eq!(cash, 540);
-        assert_eq!((ended.converted, ended.forfeited), (500, 200));
+        assert_eq!((ended.converted, ended.forfeited, ended.seq), (500, 200, 11));
         let rows: Vec<_> = entries.iter().map(|e| (e.seq, e.kind, e.amount, e.bonus_change)).collect();
         assert_eq!(
             rows,

@@ -546,6 +546,7 @@ struct BonusColumns {
     x_staked: Vec<i64>,
     x_converted: Vec<i64>,
     x_forfeited: Vec<i64>,
+    x_seq: Vec<i64>,
 }
 
 /// Events for the players' streams (API §11), as parallel arrays.
@@ -715,6 +716,7 @@ pub async fn write_effects(
             b.x_staked.push(ended.staked);
             b.x_converted.push(ended.converted);
             b.x_forfeited.push(ended.forfeited);
+            b.x_seq.push(ended.seq);
         }
         events.push_for(wallet);
         for ((bucket, game), d) in &wallet.effects.rollups {
@@ -805,10 +807,11 @@ pub async fn write_effects(
         ended_bonuses AS (
             UPDATE bonus_grants AS g
             SET status = x.status, ended_at = $1, balance = 0, wagered = x.wagered, staked = x.staked,
-                converted = x.converted, forfeited = x.forfeited
+                converted = x.converted, forfeited = x.forfeited, ended_seq = x.ended_seq
             FROM (SELECT unnest($59::uuid[]) AS bonus_id, unnest($60::text[]) AS status,
                          unnest($61::int8[]) AS wagered, unnest($62::int8[]) AS staked,
-                         unnest($63::int8[]) AS converted, unnest($64::int8[]) AS forfeited) AS x
+                         unnest($63::int8[]) AS converted, unnest($64::int8[]) AS forfeited,
+                         unnest($70::int8[]) AS ended_seq) AS x
             WHERE g.bonus_id = x.bonus_id AND g.status = 'active'
         ),
         -- What the players' streams are sent once this commits (API §11).
@@ -984,6 +987,7 @@ pub async fn write_effects(
         &events.body,
         &m.p_bonus_set,
         &m.p_bonus as _,
+        &b.x_seq,
     )
     .execute(conn)
     .await?;

@@ -409,15 +409,18 @@ const CHECKS: &[Check] = &[
         name: "bonus_wagering_recomputes",
         description: "every bonus's wagered and staked equal its bets' contributions and stakes, \
                       less those rolled back while it was active",
-        // A rollback processed after the bonus ended took nothing back.
+        // A rollback whose ledger row comes after the bonus's end took
+        // nothing back (`ended_seq`: where in the player's ledger it ended).
         sql: r#"
             WITH recomputed AS (
                 SELECT a.bonus_id, sum(a.wagering) AS wagered, sum(a.amount) AS staked
                 FROM actions a
                 JOIN bonus_grants g ON g.bonus_id = a.bonus_id
                 LEFT JOIN actions r ON r.action_id = a.reversed_by AND r.tx_id IS NOT NULL
+                LEFT JOIN ledger rl ON rl.player_id = r.player_id AND rl.created_at = r.processed_at
+                                   AND rl.tx_id = r.tx_id
                 WHERE a.kind = 'bet' AND a.bonus_id IS NOT NULL
-                  AND (r.action_id IS NULL OR r.processed_at >= g.ended_at)
+                  AND (r.action_id IS NULL OR rl.seq > g.ended_seq)
                 GROUP BY a.bonus_id
             )
             SELECT format('bonus %s (%s): wagered %s of staked %s, its bets say %s of %s',
