@@ -278,15 +278,15 @@ async fn a_notification_lost_with_the_listener_is_made_good_by_the_safety_net(po
     assert!(eventually(Duration::from_secs(1), async || holds_key(1).await).await.is_some());
     assert!(!secret.is_empty());
 
-    // Cut the listening connection, and revoke the key while it is gone.
+    // Cut the operators' listening connection, and revoke the key while it is gone.
     let terminated: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE datname = current_database() AND query LIKE 'LISTEN%') t",
+          WHERE datname = current_database() AND query LIKE 'LISTEN%wallet_operators%') t",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(terminated, 1, "one listener per instance");
+    assert_eq!(terminated, 1, "one operators listener per instance");
     sqlx::query("UPDATE provider_keys SET revoked_at = now()").execute(&pool).await.unwrap();
     sqlx::query("UPDATE operators SET revision = revision + 1 WHERE code = 'acme'")
         .execute(&pool)
