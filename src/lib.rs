@@ -228,11 +228,21 @@ pub async fn prepare_database(database_url: &str) -> anyhow::Result<()> {
 /// game catalog, player events) would otherwise take three connections of
 /// `pool` away from requests for good. Connects when first used, and gives
 /// up as soon as `pool` would.
+///
+/// It closes when `pool` closes, as a listener on `pool` itself would stop:
+/// a listening connection left open would keep its database from being
+/// dropped (the tests drop theirs).
 pub fn listening_pool(pool: &PgPool) -> PgPool {
-    PgPoolOptions::new()
+    let listening = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(pool.options().get_acquire_timeout())
-        .connect_lazy_with((*pool.connect_options()).clone())
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let (closed, own) = (pool.close_event(), listening.clone());
+    tokio::spawn(async move {
+        closed.await;
+        own.close().await;
+    });
+    listening
 }
 
 /// Connects the pool the service runs on.
