@@ -178,7 +178,7 @@ async fn the_worked_example_stakes_cash_first_splits_the_win_and_takes_back_a_ro
         expected.iter().map(|(k, c, b)| (k.to_string(), *c, *b)).collect();
     assert_eq!(rows, expected);
     let events: Vec<String> = sqlx::query_scalar(
-        "SELECT kind FROM player_events e JOIN players p ON p.id = e.player_id WHERE p.user_id = $1 ORDER BY e.id",
+        "SELECT kind FROM player_event_log e JOIN players p ON p.id = e.player_id WHERE p.user_id = $1 ORDER BY e.id",
     )
     .bind(&user_id)
     .fetch_all(&pool)

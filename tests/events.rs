@@ -322,11 +322,8 @@ async fn after_its_listening_connection_is_lost_the_hub_catches_up_from_the_log(
     let mut stream = hub.subscribe(9).await.unwrap();
     // An event whose notification never comes (as if sent while the hub
     // was not listening), then the listening connection lost.
-    sql(&pool, "ALTER TABLE player_events DISABLE TRIGGER player_events_notify").await;
-    let mut tx = pool.begin().await.unwrap();
-    events::log(&mut tx, 9, chrono::Utc::now(), &Event::Limits(json!({"loss": {}}))).await.unwrap();
-    tx.commit().await.unwrap();
-    sql(&pool, "ALTER TABLE player_events ENABLE TRIGGER player_events_notify").await;
+    sql(&pool, r#"INSERT INTO player_events (player_id, at, kind, body) VALUES (9, now(), 'limits', '{"loss": {}}')"#)
+        .await;
     assert!(
         tokio::time::timeout(Duration::from_millis(300), stream.receiver.recv()).await.is_err(),
         "nothing is delivered without a notification"
@@ -368,9 +365,34 @@ async fn a_provider_bet_reaches_the_stream_as_a_balance_event(pool: PgPool) {
 
     let event = stream.next().await;
     assert_eq!(event.kind, "balance");
-    assert_eq!(event.data["cash"], 9_750);
-    assert_eq!(event.data["total"], 9_750);
-    assert_eq!(event.data["tx_id"], answer["transactions"][0]["tx_id"]);
+    assert_eq!(
+        event.data,
+        json!({"cash": 9_750, "bonus": 0, "total": 9_750, "tx_id": answer["transactions"][0]["tx_id"]})
+    );
+
+    // A bet's balance event is its ledger row, a limits event a row of the
+    // event log: a replay merges them by id, each once, in commit order.
+    set_limits(&server, &token, json!({"loss": {"day": 5_000}})).await;
+    let batch = gbp(&user_id, vec![bet(id(), 100), bet(id(), 150)]);
+    let (status, answer) = server.process_at(BLUESTAR_PROCESS, &secret, &batch).await;
+    assert_eq!(status, 200, "{answer}");
+    let live = [event.clone(), stream.next().await, stream.next().await];
+    assert_eq!(live.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["balance", "limits", "balance"]);
+    assert_eq!(live[2].data["cash"], 9_500, "one balance event for the batch, after its last action");
+    assert_eq!(live[2].data["tx_id"], answer["transactions"][1]["tx_id"]);
+    stream.assert_quiet().await;
+
+    let mut replay = Sse::open(&server, &token, Some("0")).await;
+    let deposit = replay.next().await;
+    assert_eq!((deposit.kind.as_str(), &deposit.data["cash"]), ("balance", &json!(10_000)));
+    for expected in &live {
+        assert_eq!(&replay.next().await, expected);
+    }
+    replay.assert_quiet().await;
+    let mut resumed = Sse::open(&server, &token, Some(&live[0].id.to_string())).await;
+    assert_eq!(resumed.next().await, live[1]);
+    assert_eq!(resumed.next().await, live[2]);
+    resumed.assert_quiet().await;
 }
 
 #[sqlx::test]

@@ -883,7 +883,7 @@ async fn stream_scenario() {
         assert_eq!(status, "200", "after the restart every bet (or its replay) is answered");
     }
     let committed: Vec<i64> = sqlx::query_scalar(
-        "SELECT e.id FROM player_events e JOIN players p ON p.id = e.player_id
+        "SELECT e.id FROM player_event_log e JOIN players p ON p.id = e.player_id
          WHERE p.user_id = $1 ORDER BY e.id",
     )
     .bind(&user_id)

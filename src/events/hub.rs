@@ -1,7 +1,8 @@
 //! The hub: this instance's one listener on `player_events`, and the
 //! streams of the players connected here.
 //!
-//! A notification carries ids only (`player_id:id,…`). The hub keeps those
+//! A notification carries ids only (`at/player_id:id,…`, `at` the events'
+//! time in microseconds, which finds a ledger row by its key). The hub keeps those
 //! of players with a stream here, reads their rows in one query and hands
 //! each stream its events in id order through a bounded channel. A stream
 //! whose channel is full is dropped rather than waited for: one slow client
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -24,7 +26,7 @@ use tokio::sync::mpsc;
 use super::{store, Logged};
 use crate::ops::metrics;
 
-/// The channel the `player_events_notify` trigger notifies.
+/// The channel `notify_player_events` (migrations/0017) notifies.
 pub const CHANNEL: &str = "player_events";
 
 /// Events a stream may have waiting before it is dropped. A stream drains
@@ -154,26 +156,27 @@ impl Hub {
         }
     }
 
-    /// The `(player_id, id)` pairs of `payloads` whose players have a stream here.
-    fn wanted(&self, payloads: &[String]) -> (Vec<i64>, Vec<i64>) {
+    /// The events of `payloads` whose players have a stream here.
+    fn wanted(&self, payloads: &[String]) -> Announced {
         let players = self.players.lock().expect("the hub's map is never poisoned");
-        let (mut player_ids, mut ids) = (Vec::new(), Vec::new());
-        for (player_id, id) in payloads.iter().flat_map(|payload| parse(payload)) {
+        let mut wanted = Announced::default();
+        for (at, player_id, id) in payloads.iter().flat_map(|payload| parse(payload)) {
             if players.contains_key(&player_id) {
-                player_ids.push(player_id);
-                ids.push(id);
+                wanted.player_ids.push(player_id);
+                wanted.ids.push(id);
+                wanted.ats.push(at);
             }
         }
-        (player_ids, ids)
+        wanted
     }
 
     /// Reads and delivers what `payloads` announced.
     async fn notified(&self, payloads: &[String]) -> sqlx::Result<()> {
-        let (player_ids, ids) = self.wanted(payloads);
-        if player_ids.is_empty() {
+        let wanted = self.wanted(payloads);
+        if wanted.ids.is_empty() {
             return Ok(());
         }
-        let events = store::by_ids(&self.pool, &player_ids, &ids).await?;
+        let events = store::by_ids(&self.pool, &wanted.player_ids, &wanted.ids, &wanted.ats).await?;
         self.deliver(events);
         Ok(())
     }
@@ -234,12 +237,29 @@ impl Hub {
     }
 }
 
-/// `player_id:id,player_id:id,…`; a malformed pair is skipped (and logged).
-fn parse(payload: &str) -> impl Iterator<Item = (i64, i64)> + '_ {
-    payload.split(',').filter(|pair| !pair.is_empty()).filter_map(|pair| {
-        let parsed = pair.split_once(':').and_then(|(p, i)| Some((p.parse().ok()?, i.parse().ok()?)));
+/// Events announced by notifications, as parallel arrays.
+#[derive(Default)]
+struct Announced {
+    player_ids: Vec<i64>,
+    ids: Vec<i64>,
+    ats: Vec<DateTime<Utc>>,
+}
+
+/// `at/player_id:id,player_id:id,…` as `(at, player_id, id)`; a malformed
+/// payload or pair is skipped (and logged).
+fn parse(payload: &str) -> impl Iterator<Item = (DateTime<Utc>, i64, i64)> + '_ {
+    let (at, pairs) = payload
+        .split_once('/')
+        .and_then(|(at, pairs)| Some((DateTime::from_timestamp_micros(at.parse().ok()?)?, pairs)))
+        .unzip();
+    if at.is_none() {
+        tracing::warn!(payload, "a player_events notification that is not at/player_id:id,…");
+    }
+    let pairs = pairs.unwrap_or_default().split(',').filter(|pair| !pair.is_empty());
+    pairs.filter_map(move |pair| {
+        let parsed = pair.split_once(':').and_then(|(p, i)| Some((at?, p.parse().ok()?, i.parse().ok()?)));
         if parsed.is_none() {
-            tracing::warn!(pair, "a player_events notification that is not player_id:id");
+            tracing::warn!(pair, "a player_events notification pair that is not player_id:id");
         }
         parsed
     })
@@ -341,11 +361,16 @@ pub fn spawn_purge(pool: PgPool) {
 #[cfg(test)]
 mod tests {
     use super::parse;
+    use chrono::DateTime;
 
     #[test]
-    fn a_notification_is_read_as_player_and_id_pairs_skipping_malformed_ones() {
-        let pairs: Vec<_> = parse("7:10,8:11,x:1,9,10:12").collect();
-        assert_eq!(pairs, [(7, 10), (8, 11), (10, 12)]);
+    fn a_notification_is_read_as_its_time_and_player_and_id_pairs_skipping_malformed_ones() {
+        let at = DateTime::from_timestamp_micros(1_764_201_600_123_456).unwrap();
+        let pairs: Vec<_> = parse("1764201600123456/7:10,8:11,x:1,9,10:12").collect();
+        assert_eq!(pairs, [(at, 7, 10), (at, 8, 11), (at, 10, 12)]);
+        assert_eq!(parse("1764201600123456/").count(), 0);
         assert_eq!(parse("").count(), 0);
+        assert_eq!(parse("7:10,8:11").count(), 0, "without its time");
+        assert_eq!(parse("soon/7:10").count(), 0);
     }
 }

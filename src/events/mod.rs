@@ -2,13 +2,17 @@
 //! status or limits, streamed to the player's front ends over Server-Sent
 //! Events (`GET /v1/me/events`) and WebSocket (`GET /v1/me/ws`).
 //!
-//! - `store`: the per-player event log (`player_events`) in SQL. Each
-//!   change writes its event with [`log`] in its own transaction, under the
-//!   player's wallet lock, so an event exists exactly when its change
-//!   committed and a player's ids follow commit order.
-//! - `hub`: one `LISTEN player_events` per instance; at commit a trigger
-//!   notifies the new events' ids, and the hub hands them to the streams of
-//!   the players connected here through bounded channels.
+//! - `store`: the per-player event log in SQL. Each change writes its event
+//!   in its own transaction, under the player's wallet lock, so an event
+//!   exists exactly when its change committed and a player's ids follow
+//!   commit order. Most events are rows of `player_events` (written with
+//!   [`log`]); the `balance` event of a bet by a player without a bonus is
+//!   the bet's ledger row, numbered from the same sequence, so the hot path
+//!   writes one row a bet. The view `player_event_log` reads both.
+//! - `hub`: one `LISTEN player_events` per instance; the statement that
+//!   writes events notifies their ids, delivered at commit, and the hub
+//!   hands them to the streams of the players connected here through
+//!   bounded channels.
 //!
 //! The streams themselves are player routes, in `accounts::streams`.
 //!

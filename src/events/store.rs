@@ -1,6 +1,13 @@
 //! The per-player event log in SQL: writing an event in the transaction of
 //! the change it reports, reading events back by id for the hub, the replay
 //! of a reconnecting stream, and the purge of old rows.
+//!
+//! Events live in two tables, read together through the view
+//! `player_event_log` (migrations/0017): `player_events` holds what [`log`]
+//! and the cashier write and what players with a bonus are sent; the
+//! `balance` events of bets by players without a bonus are their ledger
+//! rows, which take an id from the same sequence. Every read names a player
+//! and a time range, which both tables index.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -13,8 +20,8 @@ use super::{Event, Logged};
 pub const RETENTION_HOURS: i32 = 24;
 const PURGE_AFTER_HOURS: i32 = RETENTION_HOURS + 1;
 
-/// Writes `event` for `player_id` at `at`, in the caller's transaction: the
-/// `player_events_notify` trigger tells every instance its id at commit.
+/// Writes `event` for `player_id` at `at`, in the caller's transaction, and
+/// notifies its id: every instance is told at commit.
 ///
 /// The caller must hold the player's wallet row lock (`players … FOR
 /// UPDATE`) from before this insert until its commit: ids come from one
@@ -27,24 +34,32 @@ pub async fn log(
     event: &Event,
 ) -> Result<(), sqlx::Error> {
     let body = event.body().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query!(
-        "INSERT INTO player_events (player_id, at, kind, body) VALUES ($1, $2, $3, $4)",
+    sqlx::query_scalar!(
+        r#"WITH logged AS (
+               INSERT INTO player_events (player_id, at, kind, body) VALUES ($1, $2, $3, $4)
+               RETURNING player_id, id)
+           SELECT notify_player_events($2, ARRAY[player_id], ARRAY[id]) FROM logged"#,
         player_id,
         at,
         event.kind(),
         body,
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
     Ok(())
 }
 
-/// The newest id of `player_id`'s events, or 0: where a stream that asked
-/// for no replay starts.
+/// The newest id of `player_id`'s events within the retention window, or 0:
+/// where a stream that asked for no replay starts.
 pub async fn latest_id(pool: &PgPool, player_id: i64) -> sqlx::Result<i64> {
-    let latest = sqlx::query_scalar!("SELECT max(id) FROM player_events WHERE player_id = $1", player_id)
-        .fetch_one(pool)
-        .await?;
+    let latest = sqlx::query_scalar!(
+        r#"SELECT max(id) FROM player_event_log
+           WHERE player_id = $1 AND at > now() - make_interval(hours => $2)"#,
+        player_id,
+        RETENTION_HOURS,
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(latest.unwrap_or(0))
 }
 
@@ -53,7 +68,8 @@ pub async fn latest_id(pool: &PgPool, player_id: i64) -> sqlx::Result<i64> {
 pub async fn after(pool: &PgPool, player_id: i64, after: i64, limit: i64) -> sqlx::Result<Vec<Logged>> {
     sqlx::query_as!(
         Logged,
-        r#"SELECT player_id, id, kind, body FROM player_events
+        r#"SELECT player_id AS "player_id!", id AS "id!", kind AS "kind!", body AS "body!"
+           FROM player_event_log
            WHERE player_id = $1 AND id > $2 AND at > now() - make_interval(hours => $3)
            ORDER BY id LIMIT $4"#,
         player_id,
@@ -65,17 +81,23 @@ pub async fn after(pool: &PgPool, player_id: i64, after: i64, limit: i64) -> sql
     .await
 }
 
-/// The events named by `(player_id, id)` pairs, in id order: what a batch
-/// of notifications announced, in one query.
-pub async fn by_ids(pool: &PgPool, players: &[i64], ids: &[i64]) -> sqlx::Result<Vec<Logged>> {
+/// The events named by `(player_id, id, at)`, in id order: what a batch of
+/// notifications announced, in one query.
+pub async fn by_ids(
+    pool: &PgPool,
+    players: &[i64],
+    ids: &[i64],
+    ats: &[DateTime<Utc>],
+) -> sqlx::Result<Vec<Logged>> {
     sqlx::query_as!(
         Logged,
-        r#"SELECT e.player_id, e.id, e.kind, e.body
-           FROM unnest($1::int8[], $2::int8[]) AS k (player_id, id)
-           JOIN player_events e ON e.player_id = k.player_id AND e.id = k.id
+        r#"SELECT e.player_id AS "player_id!", e.id AS "id!", e.kind AS "kind!", e.body AS "body!"
+           FROM unnest($1::int8[], $2::int8[], $3::timestamptz[]) AS k (player_id, id, at)
+           JOIN player_event_log e ON e.player_id = k.player_id AND e.at = k.at AND e.id = k.id
            ORDER BY e.id"#,
         players,
         ids,
+        ats,
     )
     .fetch_all(pool)
     .await
@@ -86,9 +108,9 @@ pub async fn by_ids(pool: &PgPool, players: &[i64], ids: &[i64]) -> sqlx::Result
 pub async fn since(pool: &PgPool, players: &[i64], cursors: &[i64]) -> sqlx::Result<Vec<Logged>> {
     sqlx::query_as!(
         Logged,
-        r#"SELECT e.player_id, e.id, e.kind, e.body
+        r#"SELECT e.player_id AS "player_id!", e.id AS "id!", e.kind AS "kind!", e.body AS "body!"
            FROM unnest($1::int8[], $2::int8[]) AS c (player_id, after)
-           JOIN player_events e ON e.player_id = c.player_id AND e.id > c.after
+           JOIN player_event_log e ON e.player_id = c.player_id AND e.id > c.after
            WHERE e.at > now() - make_interval(hours => $3)
            ORDER BY e.id"#,
         players,
@@ -99,8 +121,10 @@ pub async fn since(pool: &PgPool, players: &[i64], cursors: &[i64]) -> sqlx::Res
     .await
 }
 
-/// Deletes up to `batch` events older than the retention window and an hour;
-/// answers how many. Short batches keep each delete's locks and WAL small.
+/// Deletes up to `batch` rows of `player_events` older than the retention
+/// window and an hour; answers how many. Short batches keep each delete's
+/// locks and WAL small. (Ledger rows stay: past the window, their event ids
+/// are no longer read.)
 pub async fn purge_batch(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
     let deleted = sqlx::query!(
         r#"DELETE FROM player_events WHERE (player_id, id) IN (

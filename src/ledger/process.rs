@@ -523,6 +523,8 @@ struct EntryColumns {
     game_id: Vec<Option<String>>,
     registers: Vec<bool>,
     reversed_by: Vec<Option<Uuid>>,
+    /// Whether the row is its player's `balance` event (it takes an event id).
+    balance_event: Vec<bool>,
 }
 
 /// What only players with a bonus write, as parallel arrays: empty for
@@ -560,16 +562,23 @@ struct EventColumns {
 impl EventColumns {
     /// A `balance` event when the wallet's balances moved, then a `bonus`
     /// event when its bonus changed: one of each per player and commit.
-    fn push_for(&mut self, wallet: &Wallet) {
+    ///
+    /// Answers `true` when the balance event is the wallet's last ledger row
+    /// instead (migrations/0017): a player who has no bonus and whose bonus
+    /// did not change now, the hot path's common case, writes no event row.
+    #[must_use]
+    fn push_for(&mut self, wallet: &Wallet) -> bool {
         let player = &wallet.player;
-        if let Some(last) = wallet.effects.entries.last() {
-            let bonus = player.bonus.as_ref().map_or(0, |b| b.balance);
-            let total = wallet.total();
-            let balance = BalanceEvent { cash: player.balance, bonus, total, tx_id: last.tx_id };
-            self.push(player.id, &Event::Balance(balance));
+        let Some(last) = wallet.effects.entries.last() else { return false };
+        if player.bonus.is_none() && !wallet.effects.bonus_touched {
+            return true;
         }
+        let bonus = player.bonus.as_ref().map_or(0, |b| b.balance);
+        let total = wallet.total();
+        let balance = BalanceEvent { cash: player.balance, bonus, total, tx_id: last.tx_id };
+        self.push(player.id, &Event::Balance(balance));
         if !wallet.effects.bonus_touched {
-            return;
+            return false;
         }
         let event = match (&player.bonus, wallet.effects.ended.last()) {
             (Some(b), _) => BonusEvent {
@@ -586,9 +595,10 @@ impl EventColumns {
                 wagered: x.wagered,
                 required: x.required,
             },
-            (None, None) => return,
+            (None, None) => return false,
         };
         self.push(player.id, &Event::Bonus(event));
+        false
     }
 
     fn push(&mut self, player_id: i64, event: &Event) {
@@ -689,6 +699,7 @@ pub async fn write_effects(
             // new unless it fills the placeholder of an earlier pre-rollback.
             let registers = entry.action_id.is_some_and(|id| !wallet.stored.contains_key(&id));
             e.registers.push(registers);
+            e.balance_event.push(false);
             let processed = match entry.action_id.and_then(|id| wallet.effects.actions.get(&id)) {
                 Some(StoredAction::Processed(p)) if registers => Some(p),
                 _ => None,
@@ -718,7 +729,9 @@ pub async fn write_effects(
             b.x_forfeited.push(ended.forfeited);
             b.x_seq.push(ended.seq);
         }
-        events.push_for(wallet);
+        if events.push_for(wallet) {
+            *e.balance_event.last_mut().expect("a balance event is made of an entry") = true;
+        }
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
             m.r_currency.push(player.currency.clone());
@@ -752,19 +765,24 @@ pub async fn write_effects(
     sqlx::query!(
         r#"
         WITH entry_rows AS (
-            SELECT unnest($15::int8[]) AS player_id, unnest($16::int8[]) AS seq,
-                   unnest($17::uuid[]) AS tx_id, unnest($18::text[]) AS kind,
-                   unnest($19::int8[]) AS amount, unnest($20::int8[]) AS balance_before,
-                   unnest($21::int8[]) AS balance_after, unnest($22::uuid[]) AS action_id,
-                   unnest($23::uuid[]) AS original_action_id, unnest($24::text[]) AS game,
-                   unnest($25::text[]) AS game_id, unnest($26::bool[]) AS registers,
-                   unnest($27::uuid[]) AS reversed_by, unnest($48::int8[]) AS bonus_change
+            -- A balance event's id, from the events' sequence (migrations/0017).
+            SELECT v.*, CASE WHEN v.balance_event THEN nextval('player_events_id_seq') END AS event_id
+            FROM (SELECT unnest($15::int8[]) AS player_id, unnest($16::int8[]) AS seq,
+                         unnest($17::uuid[]) AS tx_id, unnest($18::text[]) AS kind,
+                         unnest($19::int8[]) AS amount, unnest($20::int8[]) AS balance_before,
+                         unnest($21::int8[]) AS balance_after, unnest($22::uuid[]) AS action_id,
+                         unnest($23::uuid[]) AS original_action_id, unnest($24::text[]) AS game,
+                         unnest($25::text[]) AS game_id, unnest($26::bool[]) AS registers,
+                         unnest($27::uuid[]) AS reversed_by, unnest($48::int8[]) AS bonus_change,
+                         unnest($71::bool[]) AS balance_event) AS v
         ),
         entries AS (
             INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
-                                balance_after, bonus_change, action_id, original_action_id, game, game_id)
+                                balance_after, bonus_change, action_id, original_action_id, game, game_id,
+                                event_id)
             SELECT e.player_id, e.seq, $1, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
-                   e.balance_after, e.bonus_change, e.action_id, e.original_action_id, e.game, e.game_id
+                   e.balance_after, e.bonus_change, e.action_id, e.original_action_id, e.game, e.game_id,
+                   e.event_id
             FROM entry_rows e
         ),
         -- How new actions' money split between cash and a bonus (players with a bonus only).
@@ -818,6 +836,14 @@ pub async fn write_effects(
         logged_events AS (
             INSERT INTO player_events (player_id, at, kind, body)
             SELECT unnest($65::int8[]), $1, unnest($66::text[]), unnest($67::text[])::jsonb
+            RETURNING player_id, id
+        ),
+        -- Every instance is told the events' ids at commit.
+        notified AS (
+            SELECT notify_player_events($1, array_agg(n.player_id), array_agg(n.id)) AS events
+            FROM (SELECT player_id, event_id AS id FROM entry_rows WHERE event_id IS NOT NULL
+                  UNION ALL
+                  SELECT player_id, id FROM logged_events) AS n
         ),
         -- Placeholders filled by their late original, originals marked reversed.
         -- Only rows of locked players: nobody else can be changing them.
@@ -915,7 +941,8 @@ pub async fn write_effects(
         FROM (SELECT unnest($41::int8[]) AS id, unnest($42::int8[]) AS balance,
                      unnest($43::int8[]) AS last_seq, unnest($45::period_sums[]) AS day_sums,
                      unnest($46::period_sums[]) AS week_sums, unnest($47::period_sums[]) AS month_sums,
-                     unnest($68::bool[]) AS bonus_set, unnest($69::active_bonus[]) AS bonus) AS u
+                     unnest($68::bool[]) AS bonus_set, unnest($69::active_bonus[]) AS bonus) AS u,
+             notified
         WHERE p.id = u.id
         "#,
         now,
@@ -988,6 +1015,7 @@ pub async fn write_effects(
         &m.p_bonus_set,
         &m.p_bonus as _,
         &b.x_seq,
+        &e.balance_event,
     )
     .execute(conn)
     .await?;

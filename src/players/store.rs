@@ -328,10 +328,13 @@ pub async fn move_money(
         ),
         event AS (
             INSERT INTO player_events (player_id, at, kind, body) VALUES ($1, $11, 'balance', $15)
-        )
+            RETURNING player_id, id
+        ),
+        notified AS (SELECT notify_player_events($11, ARRAY[player_id], ARRAY[id]) FROM event)
         UPDATE players SET balance = $7, last_seq = $2, own_deposits = own_deposits + $10, updated_at = $11,
                            day_sums = coalesce($12, day_sums), week_sums = coalesce($13, week_sums),
                            month_sums = coalesce($14, month_sums)
+        FROM notified
         WHERE id = $1
         "#,
         player.id,
