@@ -638,6 +638,11 @@ struct SummaryColumns {
     p_bonus: Vec<Option<ActiveBonus>>,
 }
 
+/// A notification of a group's events fits NOTIFY's payload (under 8000
+/// bytes): at most two events a player, each `player_id:id,` in at most 40
+/// bytes, after a time of at most 20 digits and a `/`.
+const _: () = assert!(super::group::MAX_GROUP * 2 * 40 + 21 < 8000);
+
 /// Writes everything the accepted requests did, for every player of the
 /// group, in one statement: new and changed action rows, ledger entries,
 /// rollup deltas and the players' balances.
@@ -661,6 +666,7 @@ pub async fn write_effects(
     let mut m = SummaryColumns::default();
     let mut b = BonusColumns::default();
     let mut events = EventColumns::default();
+    debug_assert!(wallets.len() <= super::group::MAX_GROUP, "one notification holds a group's events");
     for wallet in wallets {
         let player = &wallet.player;
         let (new_rows, changed_rows) = wallet.split_actions();
@@ -838,9 +844,15 @@ pub async fn write_effects(
             SELECT unnest($65::int8[]), $1, unnest($66::text[]), unnest($67::text[])::jsonb
             RETURNING player_id, id
         ),
-        -- Every instance is told the events' ids at commit.
+        -- Every instance is told the events' ids at commit, as
+        -- notify_player_events (migrations/0017) would, inline: a group's
+        -- pairs always fit one notification (asserted above), and a function
+        -- call per commit cost more than the rest of this part.
         notified AS (
-            SELECT notify_player_events($1, array_agg(n.player_id), array_agg(n.id)) AS events
+            SELECT CASE WHEN count(*) > 0 THEN
+                       pg_notify('player_events', (extract(epoch FROM $1::timestamptz) * 1000000)::int8 || '/'
+                                 || string_agg(n.player_id || ':' || n.id, ',' ORDER BY n.id))
+                   END AS sent
             FROM (SELECT player_id, event_id AS id FROM entry_rows WHERE event_id IS NOT NULL
                   UNION ALL
                   SELECT player_id, id FROM logged_events) AS n
