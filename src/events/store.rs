@@ -83,6 +83,11 @@ pub async fn after(pool: &PgPool, player_id: i64, after: i64, limit: i64) -> sql
 
 /// The events named by `(player_id, id, at)`, in id order: what a batch of
 /// notifications announced, in one query.
+///
+/// Here and in [`since`], the view is read in a `LATERAL` subquery that the
+/// planner cannot merge into the join (`LIMIT`, `OFFSET 0`): each key then
+/// probes both tables by index. Joined plainly, the view may be hashed
+/// whole, a scan of the ledger's every event row per notification.
 pub async fn by_ids(
     pool: &PgPool,
     players: &[i64],
@@ -93,7 +98,10 @@ pub async fn by_ids(
         Logged,
         r#"SELECT e.player_id AS "player_id!", e.id AS "id!", e.kind AS "kind!", e.body AS "body!"
            FROM unnest($1::int8[], $2::int8[], $3::timestamptz[]) AS k (player_id, id, at)
-           JOIN player_event_log e ON e.player_id = k.player_id AND e.at = k.at AND e.id = k.id
+           CROSS JOIN LATERAL (
+               SELECT * FROM player_event_log e
+               WHERE e.player_id = k.player_id AND e.at = k.at AND e.id = k.id
+               LIMIT 1) AS e
            ORDER BY e.id"#,
         players,
         ids,
@@ -110,8 +118,11 @@ pub async fn since(pool: &PgPool, players: &[i64], cursors: &[i64]) -> sqlx::Res
         Logged,
         r#"SELECT e.player_id AS "player_id!", e.id AS "id!", e.kind AS "kind!", e.body AS "body!"
            FROM unnest($1::int8[], $2::int8[]) AS c (player_id, after)
-           JOIN player_event_log e ON e.player_id = c.player_id AND e.id > c.after
-           WHERE e.at > now() - make_interval(hours => $3)
+           CROSS JOIN LATERAL (
+               SELECT * FROM player_event_log e
+               WHERE e.player_id = c.player_id AND e.id > c.after
+                 AND e.at > now() - make_interval(hours => $3)
+               OFFSET 0) AS e
            ORDER BY e.id"#,
         players,
         cursors,
