@@ -1,12 +1,15 @@
--- A bet of a player without a bonus writes one row again: its ledger row is
--- its `balance` event (API §11). The ledger already holds every change of a
--- cash balance with its tx_id; the last row a commit writes for such a
--- player takes an id from the events' sequence, in the same statement and
--- under the same player lock as `player_events` ids, so a player's ids
--- still follow commit order whichever table holds them. Players with a
--- bonus (whose events carry a bonus balance the ledger row does not), the
--- cashier and every other event keep writing `player_events`.
-ALTER TABLE ledger ADD COLUMN event_id BIGINT;
+-- A provider bet writes one row again: its ledger row is its `balance`
+-- event (API §11). The ledger already holds every change of a cash balance
+-- with its tx_id; the last row a commit of the hot path writes for a player
+-- takes an id from the events' sequence, in the same statement and under
+-- the same player lock as `player_events` ids, so a player's ids still
+-- follow commit order whichever table holds them. A player with a bonus
+-- has the bonus balance after the commit on that row too (`bonus_after`;
+-- NULL is 0). The cashier and every other event keep writing `player_events`.
+ALTER TABLE ledger
+    ADD COLUMN event_id BIGINT,
+    ADD COLUMN bonus_after BIGINT,
+    ADD CONSTRAINT ledger_event_check CHECK (bonus_after IS NULL OR (event_id IS NOT NULL AND bonus_after >= 0));
 
 -- Every event a player's streams are sent, whichever table holds it.
 -- Queries name a player and a time range, which both branches index
@@ -15,7 +18,8 @@ CREATE VIEW player_event_log AS
     SELECT player_id, id, at, kind, body FROM player_events
     UNION ALL
     SELECT player_id, event_id, created_at, 'balance',
-           jsonb_build_object('cash', balance_after, 'bonus', 0, 'total', balance_after, 'tx_id', tx_id)
+           jsonb_build_object('cash', balance_after, 'bonus', coalesce(bonus_after, 0),
+                              'total', balance_after + coalesce(bonus_after, 0), 'tx_id', tx_id)
     FROM ledger
     WHERE event_id IS NOT NULL;
 

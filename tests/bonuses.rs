@@ -177,16 +177,43 @@ async fn the_worked_example_stakes_cash_first_splits_the_win_and_takes_back_a_ro
     let expected: Vec<(String, i64, i64)> =
         expected.iter().map(|(k, c, b)| (k.to_string(), *c, *b)).collect();
     assert_eq!(rows, expected);
-    let events: Vec<String> = sqlx::query_scalar(
-        "SELECT kind FROM player_event_log e JOIN players p ON p.id = e.player_id WHERE p.user_id = $1 ORDER BY e.id",
+    // The player's events, each commit's balance before its bonus: cash
+    // and bonus after a balance change, or the bonus's status and balance.
+    let events: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT kind, body FROM player_event_log e JOIN players p ON p.id = e.player_id
+         WHERE p.user_id = $1 ORDER BY e.id",
     )
     .bind(&user_id)
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(
-        events.iter().filter(|k| *k == "bonus").count() >= 5,
-        "a bonus event after every change: {events:?}"
+    let events: Vec<String> = events
+        .iter()
+        .map(|(kind, body)| match kind.as_str() {
+            "balance" => {
+                assert_eq!(body["total"], body["cash"].as_i64().unwrap() + body["bonus"].as_i64().unwrap());
+                format!("balance {} {}", body["cash"], body["bonus"])
+            }
+            _ => format!("{kind} {} {}", body["status"].as_str().unwrap_or(""), body["balance"]),
+        })
+        .collect();
+    let expected = [
+        "balance 5000 0",
+        "balance 5000 5000",
+        "bonus active 5000",
+        "balance 0 4000",
+        "bonus active 4000",
+        "balance 2500 4500",
+        "bonus active 4500",
+        "balance 3500 5500",
+        "bonus active 5500",
+        "balance 3500 0",
+        "bonus forfeited 0",
+        "balance 0 0",
+    ];
+    assert_eq!(
+        events, expected,
+        "one balance event per change (the bets were one request), then its bonus event"
     );
     assert_eq!(audited(&server, "bonus.grant").await.len(), 1);
     assert_eq!(audited(&server, "bonus.forfeit").await.len(), 1, "the withdrawal's forfeit is audited");

@@ -5,10 +5,10 @@
 //! - `store`: the per-player event log in SQL. Each change writes its event
 //!   in its own transaction, under the player's wallet lock, so an event
 //!   exists exactly when its change committed and a player's ids follow
-//!   commit order. Most events are rows of `player_events` (written with
-//!   [`log`]); the `balance` event of a bet by a player without a bonus is
-//!   the bet's ledger row, numbered from the same sequence, so the hot path
-//!   writes one row a bet. The view `player_event_log` reads both.
+//!   commit order. The `balance` event of a hot-path commit is the
+//!   player's last ledger row of it, numbered from the events' sequence, so
+//!   a bet writes one row; every other event is a row of `player_events`
+//!   (written with [`log`]). The view `player_event_log` reads both.
 //! - `hub`: one `LISTEN player_events` per instance; the statement that
 //!   writes events notifies their ids, delivered at commit, and the hub
 //!   hands them to the streams of the players connected here through

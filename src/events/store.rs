@@ -3,11 +3,11 @@
 //! of a reconnecting stream, and the purge of old rows.
 //!
 //! Events live in two tables, read together through the view
-//! `player_event_log` (migrations/0017): `player_events` holds what [`log`]
-//! and the cashier write and what players with a bonus are sent; the
-//! `balance` events of bets by players without a bonus are their ledger
-//! rows, which take an id from the same sequence. Every read names a player
-//! and a time range, which both tables index.
+//! `player_event_log` (migrations/0017): the `balance` event of a hot-path
+//! commit is the player's last ledger row of it, which takes an id from the
+//! events' sequence; `player_events` holds every other event, written by
+//! [`log`], the cashier and the hot path's `bonus` events. Every read names
+//! a player and a time range, which both tables index.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};

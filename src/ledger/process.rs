@@ -36,7 +36,7 @@ use super::rules::{Player, Processed, Receipt, Refusal, StoredAction, Wallet};
 use super::{Action, Batch, Submission};
 use crate::domain::{Amount, Currency, EntryKind, UserId};
 use crate::error::{is_retryable, AppError, AppResult};
-use crate::events::{BalanceEvent, BonusEvent, Event};
+use crate::events::{BonusEvent, Event};
 
 /// A balance lookup: the request carried no actions.
 pub async fn balance_of(
@@ -525,6 +525,22 @@ struct EntryColumns {
     reversed_by: Vec<Option<Uuid>>,
     /// Whether the row is its player's `balance` event (it takes an event id).
     balance_event: Vec<bool>,
+    /// With a balance event, the bonus balance after it (`None`: 0).
+    bonus_after: Vec<Option<i64>>,
+}
+
+impl EntryColumns {
+    /// Makes the wallet's last entry, if it wrote any, its `balance` event
+    /// (API §11, migrations/0017): one per player and commit, with the
+    /// balances as the commit leaves them.
+    fn mark_balance_event(&mut self, wallet: &Wallet) {
+        if wallet.effects.entries.is_empty() {
+            return;
+        }
+        *self.balance_event.last_mut().expect("the wallet's entries were pushed") = true;
+        *self.bonus_after.last_mut().expect("the wallet's entries were pushed") =
+            wallet.player.bonus.as_ref().map(|b| b.balance);
+    }
 }
 
 /// What only players with a bonus write, as parallel arrays: empty for
@@ -560,25 +576,13 @@ struct EventColumns {
 }
 
 impl EventColumns {
-    /// A `balance` event when the wallet's balances moved, then a `bonus`
-    /// event when its bonus changed: one of each per player and commit.
-    ///
-    /// Answers `true` when the balance event is the wallet's last ledger row
-    /// instead (migrations/0017): a player who has no bonus and whose bonus
-    /// did not change now, the hot path's common case, writes no event row.
-    #[must_use]
-    fn push_for(&mut self, wallet: &Wallet) -> bool {
+    /// A `bonus` event when the wallet's bonus changed: one per player and
+    /// commit. (Its `balance` event is its last ledger row, marked by
+    /// [`EntryColumns::mark_balance_event`].)
+    fn push_for(&mut self, wallet: &Wallet) {
         let player = &wallet.player;
-        let Some(last) = wallet.effects.entries.last() else { return false };
-        if player.bonus.is_none() && !wallet.effects.bonus_touched {
-            return true;
-        }
-        let bonus = player.bonus.as_ref().map_or(0, |b| b.balance);
-        let total = wallet.total();
-        let balance = BalanceEvent { cash: player.balance, bonus, total, tx_id: last.tx_id };
-        self.push(player.id, &Event::Balance(balance));
         if !wallet.effects.bonus_touched {
-            return false;
+            return;
         }
         let event = match (&player.bonus, wallet.effects.ended.last()) {
             (Some(b), _) => BonusEvent {
@@ -595,10 +599,9 @@ impl EventColumns {
                 wagered: x.wagered,
                 required: x.required,
             },
-            (None, None) => return false,
+            (None, None) => return,
         };
         self.push(player.id, &Event::Bonus(event));
-        false
     }
 
     fn push(&mut self, player_id: i64, event: &Event) {
@@ -706,6 +709,7 @@ pub async fn write_effects(
             let registers = entry.action_id.is_some_and(|id| !wallet.stored.contains_key(&id));
             e.registers.push(registers);
             e.balance_event.push(false);
+            e.bonus_after.push(None);
             let processed = match entry.action_id.and_then(|id| wallet.effects.actions.get(&id)) {
                 Some(StoredAction::Processed(p)) if registers => Some(p),
                 _ => None,
@@ -735,9 +739,8 @@ pub async fn write_effects(
             b.x_forfeited.push(ended.forfeited);
             b.x_seq.push(ended.seq);
         }
-        if events.push_for(wallet) {
-            *e.balance_event.last_mut().expect("a balance event is made of an entry") = true;
-        }
+        e.mark_balance_event(wallet);
+        events.push_for(wallet);
         for ((bucket, game), d) in &wallet.effects.rollups {
             m.r_player_id.push(player.id);
             m.r_currency.push(player.currency.clone());
@@ -780,15 +783,15 @@ pub async fn write_effects(
                          unnest($23::uuid[]) AS original_action_id, unnest($24::text[]) AS game,
                          unnest($25::text[]) AS game_id, unnest($26::bool[]) AS registers,
                          unnest($27::uuid[]) AS reversed_by, unnest($48::int8[]) AS bonus_change,
-                         unnest($71::bool[]) AS balance_event) AS v
+                         unnest($71::bool[]) AS balance_event, unnest($72::int8[]) AS bonus_after) AS v
         ),
         entries AS (
             INSERT INTO ledger (player_id, seq, created_at, tx_id, kind, amount, balance_before,
                                 balance_after, bonus_change, action_id, original_action_id, game, game_id,
-                                event_id)
+                                event_id, bonus_after)
             SELECT e.player_id, e.seq, $1, e.tx_id, e.kind::entry_kind, e.amount, e.balance_before,
                    e.balance_after, e.bonus_change, e.action_id, e.original_action_id, e.game, e.game_id,
-                   e.event_id
+                   e.event_id, e.bonus_after
             FROM entry_rows e
         ),
         -- How new actions' money split between cash and a bonus (players with a bonus only).
@@ -839,9 +842,13 @@ pub async fn write_effects(
             WHERE g.bonus_id = x.bonus_id AND g.status = 'active'
         ),
         -- What the players' streams are sent once this commits (API §11).
+        -- Numbered after every balance event above (the gate reads all of
+        -- entry_rows first), so that a player's bonus event follows the
+        -- balance event of the same commit.
         logged_events AS (
             INSERT INTO player_events (player_id, at, kind, body)
             SELECT unnest($65::int8[]), $1, unnest($66::text[]), unnest($67::text[])::jsonb
+            WHERE (SELECT count(*) FROM entry_rows) >= 0
             RETURNING player_id, id
         ),
         -- Every instance is told the events' ids at commit, as
@@ -1028,6 +1035,7 @@ pub async fn write_effects(
         &m.p_bonus as _,
         &b.x_seq,
         &e.balance_event,
+        &e.bonus_after as _,
     )
     .execute(conn)
     .await?;
