@@ -76,8 +76,13 @@ pub struct Round {
 
 impl Round {
     /// The bonus share of a win of `amount` in this round, rounded down.
+    ///
+    /// `0 <= bonus_staked <= staked` (the rules keep it, and
+    /// `bonus_rounds_staked_check` holds it for stored rounds), so a round
+    /// with bonus stakes has stakes to divide by.
     pub fn bonus_share(&self, amount: i64) -> i64 {
-        if self.staked <= 0 || self.bonus_staked <= 0 {
+        debug_assert!((0..=self.staked).contains(&self.bonus_staked), "{self:?}");
+        if self.bonus_staked <= 0 {
             return 0;
         }
         (i128::from(amount) * i128::from(self.bonus_staked) / i128::from(self.staked)) as i64
@@ -204,7 +209,9 @@ mod tests {
         let round = Round { bonus_id: Some(Uuid::nil()), staked: 300, bonus_staked: 100 };
         assert_eq!(round.bonus_share(100), 33);
         assert_eq!(round.bonus_share(300), 100);
-        assert_eq!(Round::default().bonus_share(500), 0, "no stakes from a bonus: all cash");
+        assert_eq!(Round::default().bonus_share(500), 0, "no stakes at all: all cash");
+        let cash_only = Round { bonus_id: Some(Uuid::nil()), staked: 300, bonus_staked: 0 };
+        assert_eq!(cash_only.bonus_share(500), 0, "no stakes from the bonus: all cash");
     }
 
     #[test]
